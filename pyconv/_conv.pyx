@@ -1,0 +1,217 @@
+"""Correlation and transposed-convolution kernels, NCHW, float32 and float64.
+
+One contract for the family (2-D; 1-D runs as 2-D with a height of 1):
+
+    y[n, o, i, j] = clamp(b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, g*C_g + c, i*sh - ph + u*dh, j*sw - pw + v*dw],
+                          lo, hi)
+
+with taps that fall outside the input counted as zero (zero padding); ph, pw are the
+*leading* pads -- the trailing pads are implied by the output shape. ``clamp`` is the
+fused activation (lo = -inf, hi = +inf for none; NaN passes through). Transposed
+convolution is the adjoint of that map with respect to x.
+
+Data flow:
+
+    conv2d_forward(x, w, b, y, ...)          def: shape checks, then releases the GIL
+      '- prange over work units              unit = (image, output channel, block of rows);
+           |                                 each output element is owned by one unit,
+           |                                 summed in one fixed order: results are
+           |                                 bitwise identical for any thread count
+           '- _corr_rows                     one output row at a time, kept in L1:
+                for c, u: input row read in place (no im2col, no padded copy)
+                  for v: _axpy  row[a:e] += w * x[...]   (a, e from tap_range)
+                then the output pass: + bias, clamp
+
+The row kernels are where register-blocked micro-kernels slot in later; the Python
+layer (pyconv.functional) only sees the def entry points below.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+
+from pyconv._common cimport rows_per_unit, tap_range
+
+
+cdef inline void _axpy(floating* y, const floating* x, floating a, Py_ssize_t n,
+                       Py_ssize_t y_stride, Py_ssize_t x_stride) noexcept nogil:
+    """y[t*y_stride] += a * x[t*x_stride] for t < n; unit strides get their own loop so
+    the compiler vectorises it."""
+    cdef Py_ssize_t t
+    if y_stride == 1 and x_stride == 1:
+        for t in range(n):
+            y[t] += a * x[t]
+    else:
+        for t in range(n):
+            y[t * y_stride] += a * x[t * x_stride]
+
+
+cdef inline void _output_pass(floating* row, Py_ssize_t n, floating b,
+                              floating lo, floating hi) noexcept nogil:
+    """row = clamp(row + b, lo, hi); a NaN fails both comparisons and stays NaN."""
+    cdef Py_ssize_t t
+    cdef floating v
+    for t in range(n):
+        v = row[t] + b
+        if v < lo:
+            v = lo
+        if v > hi:
+            v = hi
+        row[t] = v
+
+
+cdef void _corr_rows(const floating* x, const floating* w, floating b, floating* y,
+                     Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t wd,
+                     Py_ssize_t kh, Py_ssize_t kw,
+                     Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
+                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                     Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi) noexcept nogil:
+    """Rows [oh0, oh1) of one output plane of correlation.
+
+    x: (c_in, h, wd), the image's channels of this group; w: (c_in, kh, kw), one output
+    channel's filter; y: the (oh, ow_n) output plane.
+    """
+    cdef Py_ssize_t oh, ow, c, u, v, ih, off, a, e
+    cdef floating* row
+    cdef const floating* xrow
+    cdef const floating* wrow
+    for oh in range(oh0, oh1):
+        row = y + oh * ow_n
+        for ow in range(ow_n):
+            row[ow] = 0
+        for c in range(c_in):
+            for u in range(kh):
+                ih = oh * sh - ph + u * dh
+                if ih < 0 or ih >= h:
+                    continue  # the whole kernel row lies in the padding
+                xrow = x + (c * h + ih) * wd
+                wrow = w + (c * kh + u) * kw
+                for v in range(kw):
+                    off = v * dw - pw  # output column ow reads input column ow*sw + off
+                    tap_range(off, sw, ow_n, wd, &a, &e)
+                    if a < e:
+                        _axpy(row + a, xrow + a * sw + off, wrow[v], e - a, 1, sw)
+        _output_pass(row, ow_n, b, lo, hi)
+
+
+cdef void _tconv_rows(const floating* x, const floating* w, Py_ssize_t w_cstride,
+                      floating b, floating* y,
+                      Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t wd,
+                      Py_ssize_t kh, Py_ssize_t kw,
+                      Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
+                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                      Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi) noexcept nogil:
+    """Rows [oh0, oh1) of one output plane of transposed convolution.
+
+    The adjoint of _corr_rows: input (ih, iw) feeds output (ih*sh - ph + u*dh,
+    iw*sw - pw + v*dw). Output rows are *gathered* (for each tap row u only the input
+    row with ih*sh = oh + ph - u*dh contributes, if the division is exact) and
+    columns are *scattered* with stride sw -- the stride-phase form: no zero-inserted
+    input, no col2im buffer, and each output row is still owned by one unit.
+    x: (c_in, h, wd); w: c_in filters (kh, kw), w_cstride apart; y: (oh, ow_n).
+    """
+    cdef Py_ssize_t oh, ow, c, u, v, ih, t, off, a, e
+    cdef floating* row
+    cdef const floating* xrow
+    cdef const floating* wrow
+    for oh in range(oh0, oh1):
+        row = y + oh * ow_n
+        for ow in range(ow_n):
+            row[ow] = 0
+        for c in range(c_in):
+            for u in range(kh):
+                t = oh + ph - u * dh
+                if t < 0 or t % sh != 0:
+                    continue
+                ih = t // sh
+                if ih >= h:
+                    continue
+                xrow = x + (c * h + ih) * wd
+                wrow = w + c * w_cstride + u * kw
+                for v in range(kw):
+                    off = v * dw - pw  # input column iw writes output column iw*sw + off
+                    tap_range(off, sw, wd, ow_n, &a, &e)
+                    if a < e:
+                        _axpy(row + a * sw + off, xrow + a, wrow[v], e - a, sw, 1)
+        _output_pass(row, ow_n, b, lo, hi)
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                   const floating[::1] bias, floating[:, :, :, ::1] y,
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                   double lo, double hi, int num_threads):
+    """y = clamp(bias + correlation(x, w), lo, hi), written in place.
+
+    x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), bias (C_out,), y (N, C_out, OH, OW);
+    ph, pw are the leading zero pads. All arrays non-empty; the caller has checked
+    every argument (pyconv.functional).
+    """
+    cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t oh_n = y.shape[2], ow_n = y.shape[3]
+    if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
+            or c_in * groups != c_all or c_out % groups != 0):
+        raise ValueError("conv2d_forward: inconsistent shapes")
+    cdef Py_ssize_t c_out_g = c_out // groups
+    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef const floating* bp = &bias[0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
+    for unit in prange(n_img * c_out * blocks, nogil=True, num_threads=num_threads,
+                       schedule="dynamic"):
+        plane = unit // blocks
+        n = plane // c_out
+        o = plane % c_out
+        g = o // c_out_g
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _corr_rows(xp + (n * c_all + g * c_in) * h * wd, wp + o * c_in * kh * kw, bp[o],
+                   yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
+                   sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi)
+
+
+def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                             const floating[::1] bias, floating[:, :, :, ::1] y,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                             Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                             double lo, double hi, int num_threads):
+    """y = clamp(bias + conv_transpose(x, w), lo, hi), written in place.
+
+    x (N, C_in, H, W), w (C_in, C_out/groups, kh, kw), bias (C_out,), y (N, C_out, OH, OW);
+    ph, pw are the leading pads removed from the full output (output_padding and the
+    trailing pads are implied by y's shape). All arrays non-empty, arguments checked.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t c_out_g = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t c_out = y.shape[1], oh_n = y.shape[2], ow_n = y.shape[3]
+    if (y.shape[0] != n_img or w.shape[0] != c_all or c_all % groups != 0
+            or c_out_g * groups != c_out or bias.shape[0] != c_out):
+        raise ValueError("conv_transpose2d_forward: inconsistent shapes")
+    cdef Py_ssize_t c_in = c_all // groups
+    cdef Py_ssize_t w_cstride = c_out_g * kh * kw  # from filter (c, oo) to (c + 1, oo)
+    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef const floating* bp = &bias[0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
+    for unit in prange(n_img * c_out * blocks, nogil=True, num_threads=num_threads,
+                       schedule="dynamic"):
+        plane = unit // blocks
+        n = plane // c_out
+        o = plane % c_out
+        g = o // c_out_g
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _tconv_rows(xp + (n * c_all + g * c_in) * h * wd,
+                    wp + (g * c_in * c_out_g + o % c_out_g) * kh * kw, w_cstride, bp[o],
+                    yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
+                    sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi)

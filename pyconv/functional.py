@@ -1,0 +1,487 @@
+"""pyconv.functional -- convolution, transposed convolution and pooling on NumPy arrays.
+
+Names, argument order, defaults and semantics follow ``torch.nn.functional``. Beyond
+PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
+
+* ``padding`` may give (begin, end) pairs per spatial dim, e.g. ``((top, bottom), (left,
+  right))``; ``'same'`` works for any stride and even kernels (the extra pad goes at
+  the end, like TensorFlow/ONNX SAME_UPPER) and ``'valid'`` means no padding -- for
+  convolution and pooling;
+* ``padding_mode='zeros'|'reflect'|'replicate'|'circular'`` for convolution;
+* ``dilation`` for average pooling;
+* pooling padding is not limited to half the kernel; a window of padding only yields 0
+  (its max-pool index is -1);
+* ``out=``: a preallocated C-contiguous array of the exact shape and dtype;
+* true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
+
+Arrays: input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; conv weight
+``(C_out, C_in/groups, *k)``; transposed-conv weight ``(C_in, C_out/groups, *k)``.
+Any array-like is accepted; float32 and float64 are computed natively, float16 in
+float32; the result dtype is ``np.result_type`` of the operands, with integer and bool
+operands computed in (and returned as) float64. Complex, object and string arrays are
+a TypeError. Any memory layout, byte order or alignment gives exactly the result of a
+contiguous copy, and inputs are never modified.
+
+Each function here only checks arguments, normalises arrays and allocates; the work
+is done GIL-free by the compiled kernels in ``pyconv._conv`` and ``pyconv._pool``.
+"""
+
+import numpy as np
+
+from pyconv import _args
+from pyconv import _conv as _conv_kernels
+from pyconv import _pool as _pool_kernels
+from pyconv._threads import effective_num_threads
+
+__all__ = [
+    "conv1d", "conv2d", "convolve1d", "convolve2d",
+    "conv_transpose1d", "conv_transpose2d",
+    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d",
+]
+
+_NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NO_CLAMP = (-np.inf, np.inf)
+
+
+# ---------------------------------------------------------------------------------------
+# Arrays in and out
+# ---------------------------------------------------------------------------------------
+
+def _as_array(value, name):
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be an array-like of numbers: {exc}") from None
+
+
+def _dtypes(op, operands):
+    """(result dtype, compute dtype) for ``operands`` = [(array, name), ...]."""
+    for array, name in operands:
+        kind = array.dtype.kind
+        if kind == "c":
+            raise TypeError(f"{op}: {name} is complex ({array.dtype}); only real numbers are supported")
+        if kind not in "biuf":
+            raise TypeError(f"{op}: {name} must hold numbers, got dtype {array.dtype}")
+    result = np.result_type(*(array.dtype for array, _ in operands))
+    if result.kind != "f":
+        result = np.dtype(np.float64)
+    compute = np.dtype(np.float32) if result.itemsize <= 4 else np.dtype(np.float64)
+    return result, compute
+
+
+def _native(array, dtype):
+    """C-contiguous, aligned, native-byte-order copy of ``array`` as ``dtype`` (no copy if already so)."""
+    return np.require(array, dtype=dtype, requirements=["C", "A"])
+
+
+def _check_out(op, out, shape, dtype, inputs):
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{op}: out has shape {out.shape}, the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise ValueError(f"{op}: out has dtype {out.dtype}, the result has dtype {dtype}")
+    if not out.flags.c_contiguous or not out.flags.aligned or not out.dtype.isnative:
+        raise ValueError(f"{op}: out must be a C-contiguous, aligned, native-byte-order array")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: out is read-only")
+    for array, name in inputs:
+        if array is not None and np.may_share_memory(out, array):
+            raise ValueError(f"{op}: out overlaps {name}")
+
+
+def _result_buffer(out, shape, result, compute):
+    """Where the kernel writes: ``out`` itself when it has the compute dtype, else a new array."""
+    if out is not None and result == compute:
+        return out
+    return np.empty(shape, dtype=compute)
+
+
+def _finish(y, out, result):
+    """Deliver ``y`` as ``result`` dtype, into ``out`` if given."""
+    if out is not None:
+        if y is not out:
+            out[...] = y
+        return out
+    return y if y.dtype == result else y.astype(result)
+
+
+def _check_ndim(op, name, array, ndims):
+    if array.ndim not in ndims:
+        want = " or ".join(str(d) for d in ndims)
+        raise ValueError(f"{op}: {name} must be {want}-dimensional, got shape {array.shape}")
+
+
+# ---------------------------------------------------------------------------------------
+# Correlation / true convolution
+# ---------------------------------------------------------------------------------------
+
+def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
+          padding_mode, out, flip, clamp=_NO_CLAMP):
+    x = _as_array(input, "input")
+    w = _as_array(weight, "weight")
+    b = None if bias is None else _as_array(bias, "bias")
+    result, compute = _dtypes(op, [(x, "input"), (w, "weight")] + ([] if b is None else [(b, "bias")]))
+    _check_ndim(op, "input", x, (nd + 1, nd + 2))
+    _check_ndim(op, "weight", w, (nd + 2,))
+    stride = _args.int_tuple(stride, nd, "stride", 1)
+    dilation = _args.int_tuple(dilation, nd, "dilation", 1)
+    groups = _args.positive_int(groups, "groups")
+    spec = _args.padding_spec(padding, nd)
+    if padding_mode not in _args.PADDING_MODES:
+        raise ValueError(f"{op}: padding_mode must be one of {_args.PADDING_MODES}, got {padding_mode!r}")
+
+    batched = x.ndim == nd + 2
+    c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
+    c_out, kernel = w.shape[0], w.shape[2:]
+    if c_in % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide the input channels ({c_in})")
+    if c_out % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide the output channels "
+                         f"(weight shape {w.shape})")
+    if w.shape[1] * groups != c_in:
+        raise ValueError(f"{op}: weight shape {w.shape} with groups={groups} expects "
+                         f"{w.shape[1] * groups} input channels, input has {c_in} (shape {x.shape})")
+    if any(k == 0 for k in kernel):
+        raise ValueError(f"{op}: kernel size must be >= 1, weight has shape {w.shape}")
+    if b is not None and b.shape != (c_out,):
+        raise ValueError(f"{op}: bias must have shape ({c_out},), got {b.shape}")
+    pads = _args.resolve_padding(spec, sizes, kernel, stride, dilation)
+    if padding_mode != "zeros":
+        for size, (pb, pe) in zip(sizes, pads):
+            limit = size if padding_mode == "circular" else size - 1
+            if max(pb, pe) > limit or (size == 0 and pb + pe > 0):
+                raise ValueError(f"{op}: padding {pads} is too large for padding_mode="
+                                 f"{padding_mode!r} on an input of size {tuple(sizes)}")
+    out_sizes = _args.conv_sizes(op, sizes, kernel, stride, pads, dilation)
+    shape = ((x.shape[0],) if batched else ()) + (c_out,) + out_sizes
+    _args.check_elements(op, shape)
+    _check_out(op, out, shape, result, [(x, "input"), (w, "weight"), (b, "bias")])
+
+    # Normalise: batched, native, contiguous; non-zero padding modes pad in NumPy.
+    xc = _native(x if batched else x[None], compute)
+    wc = _native(np.flip(w, axis=tuple(range(2, nd + 2))) if flip else w, compute)
+    bc = np.zeros(c_out, compute) if b is None else _native(b, compute)
+    if padding_mode != "zeros" and any(p for pair in pads for p in pair):
+        xc = np.pad(xc, [(0, 0), (0, 0)] + list(pads), mode=_NP_PAD_MODE[padding_mode])
+        pads = tuple((0, 0) for _ in pads)
+    y = _result_buffer(out, shape, result, compute)
+    y4 = y.reshape((xc.shape[0], c_out) + (1,) * (2 - nd) + out_sizes)
+    if y4.size:
+        if xc.size == 0:  # no input channels or an empty input: only bias and activation
+            y4[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
+        else:
+            x4 = xc.reshape(xc.shape[:2] + (1,) * (2 - nd) + xc.shape[2:])
+            w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
+            (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
+            _conv_kernels.conv2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
+                                 clamp[0], clamp[1], effective_num_threads())
+    return _finish(y, out, result)
+
+
+def _hw(values, fill):
+    """2-D (h, w) values from 1-D or 2-D ones: 1-D runs as 2-D with a height of 1."""
+    values = tuple(values)
+    return values if len(values) == 2 else (fill,) + values
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", out=None):
+    """1-D correlation (what CNNs call convolution), like ``torch.nn.functional.conv1d``.
+
+    ``y[n, o, j] = bias[o] + sum_{c, v} weight[o, c, v] * x[n, g*C_in/groups + c, j*stride - pad + v*dilation]``.
+    ``padding``: int, ``((begin, end),)``, ``'same'`` or ``'valid'``.
+    """
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, out, flip=False)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", out=None):
+    """2-D correlation (what CNNs call convolution), like ``torch.nn.functional.conv2d``.
+
+    input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, weight ``(C_out, C_in/groups, kh, kw)``,
+    bias ``(C_out,)`` or None. ``padding``: int, (ph, pw), ``((top, bottom), (left,
+    right))``, ``'same'`` or ``'valid'``; ``padding_mode`` as ``torch.nn.Conv2d``.
+    """
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, out, flip=False)
+
+
+def convolve1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+               padding_mode="zeros", out=None):
+    """True 1-D convolution: :func:`conv1d` with the kernel flipped (``weight[..., ::-1]``)."""
+    return _conv("convolve1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, out, flip=True)
+
+
+def convolve2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+               padding_mode="zeros", out=None):
+    """True 2-D convolution: :func:`conv2d` with the kernel flipped in both spatial axes.
+
+    Unlike correlation it is commutative and associative (with 'full' padding), and
+    the convolution theorem holds for it.
+    """
+    return _conv("convolve2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, out, flip=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Transposed convolution
+# ---------------------------------------------------------------------------------------
+
+def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
+                    dilation, out, clamp=_NO_CLAMP):
+    x = _as_array(input, "input")
+    w = _as_array(weight, "weight")
+    b = None if bias is None else _as_array(bias, "bias")
+    result, compute = _dtypes(op, [(x, "input"), (w, "weight")] + ([] if b is None else [(b, "bias")]))
+    _check_ndim(op, "input", x, (nd + 1, nd + 2))
+    _check_ndim(op, "weight", w, (nd + 2,))
+    stride = _args.int_tuple(stride, nd, "stride", 1)
+    dilation = _args.int_tuple(dilation, nd, "dilation", 1)
+    output_padding = _args.int_tuple(output_padding, nd, "output_padding", 0)
+    groups = _args.positive_int(groups, "groups")
+    pads = _args.padding_spec(padding, nd, allow_strings=False)
+
+    batched = x.ndim == nd + 2
+    c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
+    kernel = w.shape[2:]
+    c_out = w.shape[1] * groups
+    if c_in % groups:
+        raise ValueError(f"{op}: groups={groups} does not divide the input channels ({c_in})")
+    if w.shape[0] != c_in:
+        raise ValueError(f"{op}: weight shape {w.shape} expects {w.shape[0]} input channels, "
+                         f"input has {c_in} (shape {x.shape})")
+    if any(k == 0 for k in kernel):
+        raise ValueError(f"{op}: kernel size must be >= 1, weight has shape {w.shape}")
+    if b is not None and b.shape != (c_out,):
+        raise ValueError(f"{op}: bias must have shape ({c_out},), got {b.shape}")
+    if any(s == 0 for s in sizes):
+        raise ValueError(f"{op}: input spatial size must be >= 1, got shape {x.shape}")
+    out_sizes = _args.conv_transpose_sizes(op, sizes, kernel, stride, pads, dilation, output_padding)
+    shape = ((x.shape[0],) if batched else ()) + (c_out,) + out_sizes
+    _args.check_elements(op, shape)
+    _check_out(op, out, shape, result, [(x, "input"), (w, "weight"), (b, "bias")])
+
+    xc = _native(x if batched else x[None], compute)
+    wc = _native(w, compute)
+    bc = np.zeros(c_out, compute) if b is None else _native(b, compute)
+    y = _result_buffer(out, shape, result, compute)
+    y4 = y.reshape((xc.shape[0], c_out) + (1,) * (2 - nd) + out_sizes)
+    if y4.size:
+        if xc.size == 0 or wc.size == 0:
+            y4[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
+        else:
+            x4 = xc.reshape(xc.shape[:2] + (1,) * (2 - nd) + xc.shape[2:])
+            w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
+            (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
+            _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
+                                           clamp[0], clamp[1], effective_num_threads())
+    return _finish(y, out, result)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, out=None):
+    """1-D transposed convolution, like ``torch.nn.functional.conv_transpose1d``.
+
+    The adjoint of :func:`conv1d` with respect to its input (its backward pass):
+    ``<conv1d(x, w), y> == <x, conv_transpose1d(y, w)>``. weight ``(C_in, C_out/groups, k)``;
+    output size ``(in - 1)*stride - pad_begin - pad_end + dilation*(k - 1) + output_padding + 1``.
+    """
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, out)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, out=None):
+    """2-D transposed convolution, like ``torch.nn.functional.conv_transpose2d``.
+
+    The adjoint of :func:`conv2d` with respect to its input. weight
+    ``(C_in, C_out/groups, kh, kw)``; ``padding`` may be per-side pairs (as ONNX pads).
+    """
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, out)
+
+
+# ---------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------
+
+def _pool_input(op, nd, input):
+    """(array, result dtype, compute dtype) for a pooling input (batched or not)."""
+    x = _as_array(input, "input")
+    result, compute = _dtypes(op, [(x, "input")])
+    _check_ndim(op, "input", x, (nd + 1, nd + 2))
+    return x, result, compute
+
+
+def _planes(x, compute, nd):
+    """The input as contiguous planes (N*C, H, W); 1-D as (N*C, 1, L)."""
+    xc = _native(x, compute)
+    spatial = x.shape[-nd:]
+    return xc.reshape((-1,) + (1,) * (2 - nd) + spatial)
+
+
+def _window_args(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel = _args.int_tuple(kernel_size, nd, "kernel_size", 1)
+    stride = kernel if stride is None else _args.int_tuple(stride, nd, "stride", 1)
+    dilation = _args.int_tuple(dilation, nd, "dilation", 1)
+    ceil_mode = _args.as_bool(ceil_mode, "ceil_mode")
+    sizes = x.shape[-nd:]
+    pads = _args.resolve_padding(_args.padding_spec(padding, nd), sizes, kernel, stride, dilation)
+    out_sizes = _args.pool_sizes(op, sizes, kernel, stride, pads, dilation, ceil_mode)
+    return kernel, stride, pads, dilation, out_sizes
+
+
+def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
+              return_indices, out):
+    x, result, compute = _pool_input(op, nd, input)
+    kernel, stride, pads, dilation, out_sizes = _window_args(
+        op, nd, x, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = _args.as_bool(return_indices, "return_indices")
+    shape = x.shape[:-nd] + out_sizes
+    _args.check_elements(op, shape)
+    _check_out(op, out, shape, result, [(x, "input")])
+
+    y = _result_buffer(out, shape, result, compute)
+    idx = np.empty(shape, np.int64) if return_indices else None
+    y3 = y.reshape((-1,) + (1,) * (2 - nd) + out_sizes)
+    idx3 = None if idx is None else idx.reshape(y3.shape)
+    if y3.size:
+        if x.size == 0:  # empty spatial input: every window is padding only
+            y3[...] = 0
+            if idx3 is not None:
+                idx3[...] = -1
+        else:
+            (kh, kw), (sh, sw), (dh, dw) = _hw(kernel, 1), _hw(stride, 1), _hw(dilation, 1)
+            ph, pw = _hw([p[0] for p in pads], 0)
+            _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
+                                     kh, kw, sh, sw, ph, pw, dh, dw, effective_num_threads())
+    y = _finish(y, out, result)
+    return (y, idx) if return_indices else y
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, out=None):
+    """1-D max pooling, like ``torch.nn.functional.max_pool1d``.
+
+    NaN is the maximum of any window holding one. With ``return_indices`` also returns
+    the int64 position of each maximum within its input row (-1 for a window of
+    padding only, which yields 0).
+    """
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation,
+                     ceil_mode, return_indices, out)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, out=None):
+    """2-D max pooling, like ``torch.nn.functional.max_pool2d``.
+
+    Indices (with ``return_indices``) are int64 flat positions ``ih*W + iw`` within each
+    input plane, as PyTorch returns them; NaN wins and its index points at it.
+    """
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation,
+                     ceil_mode, return_indices, out)
+
+
+def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override, dilation, out):
+    x, result, compute = _pool_input(op, nd, input)
+    kernel, stride, pads, dilation, out_sizes = _window_args(
+        op, nd, x, kernel_size, stride, padding, dilation, ceil_mode)
+    count_include_pad = _args.as_bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        divisor_override = _args.positive_int(divisor_override, "divisor_override")
+    shape = x.shape[:-nd] + out_sizes
+    _args.check_elements(op, shape)
+    _check_out(op, out, shape, result, [(x, "input")])
+
+    y = _result_buffer(out, shape, result, compute)
+    y3 = y.reshape((-1,) + (1,) * (2 - nd) + out_sizes)
+    if y3.size:
+        if x.size == 0:
+            y3[...] = 0
+        else:
+            (kh, kw), (sh, sw), (dh, dw) = _hw(kernel, 1), _hw(stride, 1), _hw(dilation, 1)
+            (ph, pw), (ph_end, pw_end) = _hw([p[0] for p in pads], 0), _hw([p[1] for p in pads], 0)
+            _pool_kernels.avg_pool2d_forward(_planes(x, compute, nd), y3, kh, kw, sh, sw,
+                                     ph, pw, ph_end, pw_end, dh, dw, count_include_pad,
+                                     divisor_override or 0, effective_num_threads())
+    return _finish(y, out, result)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, dilation=1, out=None):
+    """1-D average pooling, like ``torch.nn.functional.avg_pool1d`` (plus ``dilation``
+    and ``divisor_override``).
+
+    The divisor is ``divisor_override`` if given; else, with ``count_include_pad``, the
+    window clipped to the padded input; else the number of real elements in the window.
+    """
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override, dilation, out)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, dilation=1, out=None):
+    """2-D average pooling, like ``torch.nn.functional.avg_pool2d`` (plus ``dilation``)."""
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override, dilation, out)
+
+
+def _adaptive_pool(op, nd, input, output_size, is_max, return_indices, out):
+    x, result, compute = _pool_input(op, nd, input)
+    sizes = x.shape[-nd:]
+    if output_size is None:
+        raise TypeError(f"{op}: output_size must be an int or a tuple of ints, got None")
+    items = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * nd
+    if len(items) != nd:
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {nd} ints, got {output_size!r}")
+    # None in a tuple keeps that input size, as in PyTorch.
+    out_sizes = tuple(s if o is None else _args.as_int(o, "output_size") for o, s in zip(items, sizes))
+    if any(o < 1 for o in out_sizes):
+        raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
+    if any(s == 0 for s in sizes):
+        raise ValueError(f"{op}: input spatial size must be >= 1, got shape {x.shape}")
+    return_indices = _args.as_bool(return_indices, "return_indices")
+    shape = x.shape[:-nd] + out_sizes
+    _args.check_elements(op, shape)
+    _check_out(op, out, shape, result, [(x, "input")])
+
+    y = _result_buffer(out, shape, result, compute)
+    idx = np.empty(shape, np.int64) if return_indices else None
+    y3 = y.reshape((-1,) + (1,) * (2 - nd) + out_sizes)
+    if y3.size:
+        _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3,
+                                      None if idx is None else idx.reshape(y3.shape),
+                                      is_max, effective_num_threads())
+    y = _finish(y, out, result)
+    return (y, idx) if return_indices else y
+
+
+def adaptive_avg_pool1d(input, output_size, *, out=None):
+    """1-D adaptive average pooling: output j averages input [floor(j*L/O), ceil((j+1)*L/O))."""
+    return _adaptive_pool("adaptive_avg_pool1d", 1, input, output_size, False, False, out)
+
+
+def adaptive_avg_pool2d(input, output_size, *, out=None):
+    """2-D adaptive average pooling, like ``torch.nn.functional.adaptive_avg_pool2d``;
+    ``output_size`` is an int or (oh, ow), None keeping that input size."""
+    return _adaptive_pool("adaptive_avg_pool2d", 2, input, output_size, False, False, out)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False, *, out=None):
+    """1-D adaptive max pooling (NaN wins; indices are positions within the row)."""
+    return _adaptive_pool("adaptive_max_pool1d", 1, input, output_size, True, return_indices, out)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False, *, out=None):
+    """2-D adaptive max pooling, like ``torch.nn.functional.adaptive_max_pool2d``."""
+    return _adaptive_pool("adaptive_max_pool2d", 2, input, output_size, True, return_indices, out)
