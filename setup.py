@@ -14,6 +14,7 @@ only declares the Cython extensions and decides, at build time, how to compile t
 
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -120,6 +121,14 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# Kernel sets: the same source compiled with each ISA's flags, on those files only.
+# pyconv._dispatch picks one at import by CPU detection (PYCONV_KERNELS forces one).
+KERNEL_SETS = {"generic": []}
+if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+    KERNEL_SETS["avx2"] = ["-mavx2", "-mfma"]
+    KERNEL_SETS["avx512"] = ["-mavx512f"]
+
+
 def extensions():
     debug = env_flag("PYCONV_DEBUG")
     directives = {
@@ -131,11 +140,13 @@ def extensions():
         "nonecheck": False,
         "embedsignature": True,
     }
-    names = ["_threads", "_conv", "_pool"]
     exts = [
         Extension(f"pyconv.{name}", [f"pyconv/{name}.pyx"], include_dirs=["pyconv"])
-        for name in names
+        for name in ["_threads", "_conv", "_pool"]
     ]
+    for name, flags in KERNEL_SETS.items():
+        exts.append(Extension(f"pyconv._kernels_{name}", [f"pyconv/_kernels_{name}.pyx"],
+                              include_dirs=["pyconv"], extra_compile_args=list(flags)))
     return cythonize(exts, compiler_directives=directives, force=debug)
 
 

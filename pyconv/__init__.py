@@ -67,6 +67,8 @@ def show_config(file=None):
     import platform
     import sys
 
+    from pyconv import _dispatch
+
     info = {
         "version": __version__,
         "python": sys.version.split()[0],
@@ -75,7 +77,9 @@ def show_config(file=None):
         **_threads.build_info(),
         "num_threads": get_num_threads(),
         "num_procs": _threads.num_procs(),
-        "kernels": "generic (typed Cython, compiler auto-vectorised)",
+        "kernels": _dispatch.name,
+        "kernels_supported": ", ".join(_dispatch.supported()),
+        "cpu_features": ", ".join(k for k, v in _threads.cpu_features().items() if v) or "baseline",
     }
     for key, value in info.items():
         print(f"{key:>18}: {value}", file=file)

@@ -72,3 +72,13 @@ def set_omp_max_threads(int n):
     """Set OpenMP's own setting for this thread (omp_set_num_threads)."""
     if n > 0:
         omp_set_num_threads(n)
+
+
+cdef extern from "_cpu.h" nogil:
+    int pyconv_cpu_has_avx2_fma()
+    int pyconv_cpu_has_avx512f()
+
+
+def cpu_features():
+    """The instruction sets this CPU (and OS) can run, for the kernel-set dispatch."""
+    return {"avx2": bool(pyconv_cpu_has_avx2_fma()), "avx512": bool(pyconv_cpu_has_avx512f())}

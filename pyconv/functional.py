@@ -12,6 +12,10 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
 * pooling padding is not limited to half the kernel; a window of padding only yields 0
   (its max-pool index is -1);
 * ``out=``: a preallocated C-contiguous array of the exact shape and dtype;
+* ``algorithm='auto'|'direct'|'gemm'`` for convolution: 'gemm' is the implicit-GEMM
+  kernel (register-blocked micro-kernels, chosen per CPU: see ``pyconv.show_config()``),
+  'direct' the row-by-row kernel; 'auto' takes 'gemm' unless a group has fewer than 8
+  output channels (depthwise layers);
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
 
 Arrays: input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; conv weight
@@ -28,7 +32,7 @@ is done GIL-free by the compiled kernels in ``pyconv._conv`` and ``pyconv._pool`
 
 import numpy as np
 
-from pyconv import _args
+from pyconv import _args, _dispatch
 from pyconv import _conv as _conv_kernels
 from pyconv import _pool as _pool_kernels
 from pyconv._threads import effective_num_threads
@@ -42,6 +46,10 @@ __all__ = [
 ]
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+ALGORITHMS = ("auto", "direct", "gemm")
+# Below this many output channels per group a GEMM tile (6 to 14 channels tall)
+# would be mostly padding: depthwise and narrow grouped layers run the direct kernel.
+_GEMM_MIN_CHANNELS = 8
 _NO_CLAMP = (-np.inf, np.inf)
 
 
@@ -123,7 +131,7 @@ def _check_ndim(op, name, array, ndims):
 # ---------------------------------------------------------------------------------------
 
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
-          padding_mode, out, flip, clamp=_NO_CLAMP):
+          padding_mode, out, flip, clamp=_NO_CLAMP, algorithm="auto"):
     x = _as_array(input, "input")
     w = _as_array(weight, "weight")
     b = None if bias is None else _as_array(bias, "bias")
@@ -136,6 +144,8 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
     spec = _args.padding_spec(padding, nd)
     if padding_mode not in _args.PADDING_MODES:
         raise ValueError(f"{op}: padding_mode must be one of {_args.PADDING_MODES}, got {padding_mode!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{op}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
 
     batched = x.ndim == nd + 2
     c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
@@ -180,8 +190,12 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
             x4 = xc.reshape(xc.shape[:2] + (1,) * (2 - nd) + xc.shape[2:])
             w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
             (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
-            _conv_kernels.conv2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
-                                 clamp[0], clamp[1], effective_num_threads())
+            if algorithm == "auto":
+                algorithm = "gemm" if c_out // groups >= _GEMM_MIN_CHANNELS else "direct"
+            kernel_fn = (_dispatch.kernels.conv2d_igemm if algorithm == "gemm"
+                         else _conv_kernels.conv2d_forward)
+            kernel_fn(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
+                      clamp[0], clamp[1], effective_num_threads())
     return _finish(y, out, result)
 
 
@@ -192,18 +206,18 @@ def _hw(values, fill):
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", out=None):
+           padding_mode="zeros", algorithm="auto", out=None):
     """1-D correlation (what CNNs call convolution), like ``torch.nn.functional.conv1d``.
 
     ``y[n, o, j] = bias[o] + sum_{c, v} weight[o, c, v] * x[n, g*C_in/groups + c, j*stride - pad + v*dilation]``.
     ``padding``: int, ``((begin, end),)``, ``'same'`` or ``'valid'``.
     """
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, out, flip=False)
+                 padding_mode, out, flip=False, algorithm=algorithm)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", out=None):
+           padding_mode="zeros", algorithm="auto", out=None):
     """2-D correlation (what CNNs call convolution), like ``torch.nn.functional.conv2d``.
 
     input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, weight ``(C_out, C_in/groups, kh, kw)``,
@@ -211,25 +225,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     right))``, ``'same'`` or ``'valid'``; ``padding_mode`` as ``torch.nn.Conv2d``.
     """
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, out, flip=False)
+                 padding_mode, out, flip=False, algorithm=algorithm)
 
 
 def convolve1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-               padding_mode="zeros", out=None):
+               padding_mode="zeros", algorithm="auto", out=None):
     """True 1-D convolution: :func:`conv1d` with the kernel flipped (``weight[..., ::-1]``)."""
     return _conv("convolve1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, out, flip=True)
+                 padding_mode, out, flip=True, algorithm=algorithm)
 
 
 def convolve2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-               padding_mode="zeros", out=None):
+               padding_mode="zeros", algorithm="auto", out=None):
     """True 2-D convolution: :func:`conv2d` with the kernel flipped in both spatial axes.
 
     Unlike correlation it is commutative and associative (with 'full' padding), and
     the convolution theorem holds for it.
     """
     return _conv("convolve2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, out, flip=True)
+                 padding_mode, out, flip=True, algorithm=algorithm)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Kernel-set dispatch: the CPU is detected once, at import, and the best kernel set
+that it can run is imported.
+
+A kernel set is one extension module (``pyconv._kernels_<name>``) holding the
+register-blocked kernels compiled with that set's ISA flags only:
+
+    avx512   -mavx512f          x86-64 with AVX-512F
+    avx2     -mavx2 -mfma       x86-64 with AVX2 and FMA
+    generic  (no ISA flags)     any CPU: SSE2 on x86-64, NEON on aarch64
+
+``PYCONV_KERNELS=avx512|avx2|generic`` forces a set (a set the CPU cannot run falls
+back, with a warning, to the best one it can); :func:`use` switches at run time (the
+tests use it to check every set against the reference).
+"""
+
+import importlib
+import os
+import warnings
+
+from pyconv._threads import cpu_features
+
+ORDER = ("avx512", "avx2", "generic")
+
+_features = cpu_features()
+kernels = None  # the module in use
+name = None  # its name
+
+
+def supported():
+    """The kernel sets this CPU can run and this build contains, best first."""
+    result = []
+    for candidate in ORDER:
+        if candidate != "generic" and not _features.get(candidate, False):
+            continue
+        try:
+            importlib.import_module(f"pyconv._kernels_{candidate}")
+        except ImportError:  # not built here (e.g. aarch64 has no x86 sets)
+            continue
+        result.append(candidate)
+    return result
+
+
+def use(kernel_set):
+    """Switch to ``kernel_set`` (one of :func:`supported`); returns the previous name."""
+    global kernels, name
+    if kernel_set not in supported():
+        raise ValueError(f"kernel set {kernel_set!r} is not available here; "
+                         f"supported: {supported()}")
+    previous = name
+    kernels = importlib.import_module(f"pyconv._kernels_{kernel_set}")
+    name = kernel_set
+    return previous
+
+
+def _initial():
+    available = supported()
+    forced = os.environ.get("PYCONV_KERNELS", "").strip().lower()
+    if forced:
+        if forced in available:
+            return forced
+        warnings.warn(f"PYCONV_KERNELS={forced!r} is not available on this machine "
+                      f"(supported: {available}); using {available[0]!r}", RuntimeWarning)
+    return available[0]
+
+
+use(_initial())

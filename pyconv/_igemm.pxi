@@ -1,0 +1,290 @@
+# Implicit-GEMM correlation: the fast path for convolutions with many output channels.
+#
+# Included by each kernel-set module (_kernels_generic/_avx2/_avx512.pyx), which are
+# the same code compiled with different ISA flags; _ukernel.h picks the tile shape.
+#
+# Per group, correlation is a GEMM   Y[o, p] = sum_k W[o, k] * X_col[k, p]   with
+# o = output channel, p = output pixel (oh*OW + ow) of one image, k = (c, u, v) a
+# kernel tap. X_col (im2col) is never built whole; the three BLIS levels are:
+#
+#   conv2d_igemm                    def: checks, packs W once, releases the GIL
+#    '- prange over work units      unit = (image, group, block of <= NC pixels,
+#         |                          block of output-channel panels); one unit owns
+#         |                          its output elements and sums them in one fixed
+#         |                          order: bitwise identical for any thread count
+#         '- for each K block (KC taps):
+#              _pack_b               the unit's im2col rows for this K block, copied
+#                                    from input row segments (zeros for padding) into
+#                                    a per-thread KC x NC buffer: it stays in L2, and
+#                                    the micro-kernel reads its NR-pixel tiles in place
+#              for each panel of MR channels (its weights, MR x KC, stay in L1):
+#                for each NR-pixel tile:  micro-kernel  C (+)= A * B   (_ukernel.h)
+#              after the last K block: output pass (+ bias, clamp) on the hot tile
+#
+# Workspace: the packed weights (about the size of W) and one KC x NC buffer per
+# thread -- bounded, never a full im2col.
+
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+
+from pyconv._common cimport tap_range
+
+cdef extern from "_ukernel.h" nogil:
+    const char* PYCONV_KERNEL_SET
+    int PYCONV_MR
+    int PYCONV_NR_F32
+    int PYCONV_NR_F64
+    int PYCONV_ALIGN
+    void pyconv_ukr_f32(int64_t kc, const float* A, const float* B, int64_t ldb, float* C,
+                        int64_t ldc, int accumulate)
+    void pyconv_ukr_f64(int64_t kc, const double* A, const double* B, int64_t ldb, double* C,
+                        int64_t ldc, int accumulate)
+    void pyconv_ukr_f32_edge(int64_t kc, const float* A, const float* B, int64_t ldb, float* C,
+                             int64_t ldc, int accumulate, int64_t mr, int64_t nr)
+    void pyconv_ukr_f64_edge(int64_t kc, const double* A, const double* B, int64_t ldb, double* C,
+                             int64_t ldc, int accumulate, int64_t mr, int64_t nr)
+
+KERNEL_SET = PYCONV_KERNEL_SET.decode()
+MR = PYCONV_MR
+NR_F32 = PYCONV_NR_F32
+NR_F64 = PYCONV_NR_F64
+
+# KC: taps per K block -- the micro-kernel's A (MR x KC) and B (KC x NR) panels
+# together fit the 32 KiB L1 of the smallest targeted cores.
+# NC_MAX: pixels per work unit -- the packed KC x NC block (<= 512 KiB) stays in L2.
+cdef enum:
+    KC = 256
+    NC_MAX = 512
+
+
+cdef void* _aligned_malloc(size_t size) noexcept nogil:
+    """malloc aligned to PYCONV_ALIGN; the raw pointer is kept just below the block."""
+    cdef void* raw = malloc(size + PYCONV_ALIGN + sizeof(void*))
+    if raw == NULL:
+        return NULL
+    cdef uintptr_t p = (<uintptr_t>raw + sizeof(void*) + PYCONV_ALIGN - 1) & ~(<uintptr_t>PYCONV_ALIGN - 1)
+    (<void**>p - 1)[0] = raw
+    return <void*>p
+
+
+cdef void _aligned_free(void* p) noexcept nogil:
+    if p != NULL:
+        free((<void**>p - 1)[0])
+
+
+cdef inline Py_ssize_t _nr(floating dummy) noexcept nogil:
+    if floating is float:
+        return PYCONV_NR_F32
+    else:
+        return PYCONV_NR_F64
+
+
+cdef void _pack_a(const floating* w, floating* ap, Py_ssize_t m_n, Py_ssize_t k_n,
+                  Py_ssize_t mp) noexcept nogil:
+    """Panel mp of one group's weights W (m_n x k_n, row-major) as ap[k][MR],
+    channels past m_n zero."""
+    cdef Py_ssize_t k, m, o
+    for k in range(k_n):
+        for m in range(PYCONV_MR):
+            o = mp * PYCONV_MR + m
+            ap[k * PYCONV_MR + m] = w[o * k_n + k] if o < m_n else 0
+
+
+cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
+                  Py_ssize_t k0, Py_ssize_t kc, Py_ssize_t p0, Py_ssize_t np_, Py_ssize_t nr,
+                  Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
+                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                  Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """bp[k*ldb + q] = X_col[k0 + k, p0 + q]: im2col rows for taps [k0, k0 + kc) and
+    pixels [p0, p0 + np_), zeros up to the next multiple of nr.
+
+    x: one image's channels of one group (c, h, wd). The pixels of the block split
+    into runs that stay within one output row; each run of each tap is one (strided)
+    copy of an input row segment -- a single memcpy for stride 1 -- with zeros where
+    the tap reads padding.
+    """
+    cdef Py_ssize_t np_pad = (np_ + nr - 1) // nr * nr
+    cdef Py_ssize_t k, c, u, v, q, oh, ow, ln, ih, off, a, e, t
+    cdef floating* dst
+    cdef floating* d
+    cdef const floating* src
+    c = k0 // (kh * kw)
+    u = (k0 // kw) % kh
+    v = k0 % kw
+    for k in range(kc):
+        dst = bp + k * ldb
+        off = v * dw - pw  # output column ow reads input column ow*sw + off
+        q = 0
+        oh = p0 // ow_n
+        ow = p0 % ow_n
+        while q < np_:
+            ln = ow_n - ow
+            if ln > np_ - q:
+                ln = np_ - q
+            d = dst + q
+            ih = oh * sh - ph + u * dh
+            if ih < 0 or ih >= h:
+                memset(d, 0, ln * sizeof(floating))
+            else:
+                src = x + (c * h + ih) * wd
+                tap_range(off, sw, ow + ln, wd, &a, &e)  # columns that read real input
+                if a < ow:
+                    a = ow
+                if e < a:
+                    e = a
+                if a > ow:
+                    memset(d, 0, (a - ow) * sizeof(floating))
+                if sw == 1:
+                    memcpy(d + a - ow, src + a + off, (e - a) * sizeof(floating))
+                else:
+                    for t in range(a, e):
+                        d[t - ow] = src[t * sw + off]
+                if e < ow + ln:
+                    memset(d + e - ow, 0, (ow + ln - e) * sizeof(floating))
+            q = q + ln
+            oh = oh + 1
+            ow = 0
+        if np_pad > np_:
+            memset(dst + np_, 0, (np_pad - np_) * sizeof(floating))
+        v = v + 1
+        if v == kw:
+            v = 0
+            u = u + 1
+            if u == kh:
+                u = 0
+                c = c + 1
+
+
+cdef inline void _output_pass(floating* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,
+                              const floating* bias, floating lo, floating hi) noexcept nogil:
+    """Tile rows m < mr, columns < nr: clamp(c + bias[m], lo, hi); NaN passes through."""
+    cdef Py_ssize_t m, j
+    cdef floating val, b
+    for m in range(mr):
+        b = bias[m]
+        for j in range(nr):
+            val = c[m * ldc + j] + b
+            if val < lo:
+                val = lo
+            if val > hi:
+                val = hi
+            c[m * ldc + j] = val
+
+
+cdef inline void _ukr(Py_ssize_t kc, const floating* a, const floating* b, Py_ssize_t ldb,
+                      floating* c, Py_ssize_t ldc, int accumulate, Py_ssize_t mr, Py_ssize_t nr,
+                      Py_ssize_t nr_full) noexcept nogil:
+    if mr == PYCONV_MR and nr == nr_full:
+        if floating is float:
+            pyconv_ukr_f32(kc, a, b, ldb, c, ldc, accumulate)
+        else:
+            pyconv_ukr_f64(kc, a, b, ldb, c, ldc, accumulate)
+    else:
+        if floating is float:
+            pyconv_ukr_f32_edge(kc, a, b, ldb, c, ldc, accumulate, mr, nr)
+        else:
+            pyconv_ukr_f64_edge(kc, a, b, ldb, c, ldc, accumulate, mr, nr)
+
+
+def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                 const floating[::1] bias, floating[:, :, :, ::1] y,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                 double lo, double hi, int num_threads):
+    """y = clamp(bias + correlation(x, w), lo, hi) -- the same contract, arguments and
+    results (up to rounding) as pyconv._conv.conv2d_forward."""
+    cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t oh_n = y.shape[2], ow_n = y.shape[3]
+    if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
+            or c_in * groups != c_all or c_out % groups != 0):
+        raise ValueError("conv2d_igemm: inconsistent shapes")
+    cdef Py_ssize_t m_n = c_out // groups          # GEMM M: output channels per group
+    cdef Py_ssize_t k_n = c_in * kh * kw           # GEMM K: taps per output
+    cdef Py_ssize_t p_n = oh_n * ow_n              # GEMM N: pixels per image
+    cdef Py_ssize_t nr = _nr(<floating>0)
+    cdef Py_ssize_t panels = (m_n + PYCONV_MR - 1) // PYCONV_MR
+    cdef Py_ssize_t nc = ((p_n + nr - 1) // nr) * nr
+    if nc > NC_MAX:
+        nc = NC_MAX
+    cdef Py_ssize_t pblocks = (p_n + nc - 1) // nc
+    # Too few (image, group, pixel block) units for the threads: also split the
+    # output-channel panels (each such unit packs its own B; results are unchanged).
+    cdef Py_ssize_t want = 4 * <Py_ssize_t>num_threads, mblocks = 1
+    if n_img * groups * pblocks < want:
+        mblocks = (want + n_img * groups * pblocks - 1) // (n_img * groups * pblocks)
+        if mblocks > panels:
+            mblocks = panels
+    cdef Py_ssize_t panels_per_mb = (panels + mblocks - 1) // mblocks
+    mblocks = (panels + panels_per_mb - 1) // panels_per_mb
+    cdef Py_ssize_t units = n_img * groups * pblocks * mblocks
+
+    cdef floating* ap = <floating*>_aligned_malloc(groups * panels * PYCONV_MR * k_n * sizeof(floating))
+    if ap == NULL:
+        raise MemoryError("conv2d: cannot allocate the packed weights")
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef const floating* bp = &bias[0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef floating flo = <floating>lo, fhi = <floating>hi
+    cdef Py_ssize_t i, unit, rest, n, g, pb, mb, p0, np_, mp, mp1, kb, k0, kc, j, mr, nrj
+    cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
+    cdef floating* buf
+    cdef floating* yb
+    cdef const floating* a_panel
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
+
+    with nogil:
+        for i in prange(groups * panels, num_threads=num_threads, schedule="static"):
+            _pack_a(wp + (i // panels) * m_n * k_n, ap + i * PYCONV_MR * k_n, m_n, k_n, i % panels)
+        with parallel(num_threads=num_threads):
+            buf = <floating*>_aligned_malloc(KC * nc * sizeof(floating))
+            if buf == NULL:
+                failed_flag[0] = 1
+            for unit in prange(units, schedule="dynamic"):
+                if buf == NULL:
+                    continue
+                mb = unit % mblocks
+                rest = unit // mblocks
+                pb = rest % pblocks
+                rest = rest // pblocks
+                g = rest % groups
+                n = rest // groups
+                p0 = pb * nc
+                np_ = p_n - p0
+                if np_ > nc:
+                    np_ = nc
+                n_tiles = (np_ + nr - 1) // nr
+                mp1 = (mb + 1) * panels_per_mb
+                if mp1 > panels:
+                    mp1 = panels
+                yb = yp + (n * c_out + g * m_n) * p_n + p0
+                for kb in range(n_kb):
+                    k0 = kb * KC
+                    kc = k_n - k0
+                    if kc > KC:
+                        kc = KC
+                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, nc, k0, kc, p0, np_, nr,
+                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                    for mp in range(mb * panels_per_mb, mp1):
+                        a_panel = ap + ((g * panels + mp) * k_n + k0) * PYCONV_MR
+                        mr = m_n - mp * PYCONV_MR
+                        if mr > PYCONV_MR:
+                            mr = PYCONV_MR
+                        for j in range(n_tiles):
+                            nrj = np_ - j * nr
+                            if nrj > nr:
+                                nrj = nr
+                            _ukr(kc, a_panel, buf + j * nr, nc, yb + mp * PYCONV_MR * p_n + j * nr,
+                                 p_n, kb > 0, mr, nrj, nr)
+                            if kb == n_kb - 1:
+                                _output_pass(yb + mp * PYCONV_MR * p_n + j * nr, p_n, mr, nrj,
+                                             bp + g * m_n + mp * PYCONV_MR, flo, fhi)
+            _aligned_free(buf)
+    _aligned_free(ap)
+    if failed:
+        raise MemoryError("conv2d: cannot allocate a per-thread packing buffer")

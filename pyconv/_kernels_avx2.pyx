@@ -1,0 +1,4 @@
+"""Kernel set 'avx2': the implicit-GEMM convolution (_igemm.pxi) compiled with this
+set's ISA flags only (see setup.py); pyconv._dispatch imports it when the CPU has them."""
+
+include "_igemm.pxi"

@@ -1,0 +1,109 @@
+"""Every kernel set this CPU can run (avx512 / avx2 / generic), checked directly.
+
+The implicit-GEMM kernels are the same source compiled per ISA; each set is forced in
+turn and compared with the direct row kernel (an independent implementation, itself
+tested against tests/reference.py) on shapes chosen to hit every edge of the blocking:
+channel counts that are not multiples of MR, pixel counts not multiples of NR, more
+than one K block (K > 256) and more than one pixel block (> 512 pixels per image).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyconv
+import pyconv.functional as F
+from pyconv import _dispatch
+
+SETS = _dispatch.supported()
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+@pytest.fixture(params=SETS)
+def kernel_set(request):
+    previous = _dispatch.use(request.param)
+    yield request.param
+    _dispatch.use(previous)
+
+
+# (n, c_in, h, w, c_out, kh, kw, stride, padding, dilation, groups)
+CASES = [
+    (1, 3, 17, 23, 13, 3, 3, 1, 1, 1, 1),       # edge panel (13 = 2*6 + 1), edge tile
+    (2, 5, 9, 7, 8, 1, 1, 1, 0, 1, 1),           # 1x1, 63 pixels
+    (1, 37, 11, 13, 29, 3, 3, 1, 1, 1, 1),       # K = 333 > 256: two K blocks
+    (1, 4, 31, 29, 9, 3, 3, 1, 1, 1, 1),         # 899 pixels > 512: two pixel blocks
+    (2, 6, 19, 21, 20, 5, 3, 2, (2, 1), (1, 2), 2),  # strides, dilation, groups
+    (1, 3, 40, 41, 16, 7, 7, 2, 3, 1, 1),        # a ResNet-like stem
+    (1, 64, 5, 5, 70, 3, 3, 1, 0, 1, 1),         # few pixels: channel blocks split over threads
+    (3, 2, 1, 50, 11, 1, 5, 3, (0, 4), 1, 1),    # a 1-D-like row, stride 3
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_gemm_matches_direct(kernel_set, case, dtype):
+    n, c_in, h, w, c_out, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in // groups, kh, kw)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    args = (x, weight, bias, stride, padding, dilation, groups)
+    fast = F.conv2d(*args, algorithm="gemm")
+    direct = F.conv2d(*args, algorithm="direct")
+    scale = np.sqrt(c_in // groups * kh * kw)
+    np.testing.assert_allclose(fast, direct, rtol=TOL[dtype], atol=TOL[dtype] * scale)
+
+
+def test_fused_clamp_and_nan(kernel_set):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 7, 9, 10)).astype(np.float32)
+    x[0, 3, 4, 5] = np.nan
+    w = rng.standard_normal((10, 7, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    y = F._conv("conv2d", 2, x, w, b, 1, 1, 1, 1, "zeros", None, False,
+                clamp=(0.0, 6.0), algorithm="gemm")
+    ref = F.conv2d(x, w, b, 1, 1, algorithm="direct")
+    nan = np.isnan(ref)
+    assert nan.any() and np.array_equal(np.isnan(y), nan)  # NaN passes the clamp
+    np.testing.assert_allclose(y[~nan], np.clip(ref[~nan], 0, 6), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 30, 33, 24), (4, 8, 12, 12, 70)])
+def test_threads_bitwise(kernel_set, shape):
+    n, c, h, w, co = shape
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((co, c, 3, 3)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        with pyconv.num_threads(threads):
+            results.append(F.conv2d(x, weight, padding=1, algorithm="gemm"))
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+def _config_in_subprocess(env_value):
+    env = dict(os.environ, PYCONV_KERNELS=env_value)
+    code = "import warnings, pyconv; from pyconv import _dispatch; print(_dispatch.name)"
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip(), out.stderr
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_environment_variable_forces_a_set(name):
+    chosen, _ = _config_in_subprocess(name)
+    assert chosen == name
+
+
+def test_unavailable_set_falls_back_with_a_warning():
+    chosen, err = _config_in_subprocess("no-such-isa")
+    assert chosen == SETS[0]
+    assert "PYCONV_KERNELS" in err
+
+
+def test_show_config_reports_the_set():
+    info = pyconv.show_config(file=open(os.devnull, "w"))
+    assert info["kernels"] == _dispatch.name
+    assert "generic" in info["kernels_supported"]
