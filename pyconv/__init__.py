@@ -14,7 +14,7 @@ from pyconv import _args, _threads
 from pyconv._version import __version__
 
 __all__ = [
-    "__version__", "functional",
+    "__version__", "functional", "nn", "models",
     "set_num_threads", "get_num_threads", "num_threads", "openmp_enabled", "show_config",
     "conv_output_size", "conv_transpose_output_size", "pool_output_size", "conv_param_count",
 ]
@@ -35,7 +35,7 @@ def set_num_threads(n):
     if n is None:
         _threads.set_limit(0)
         return
-    _threads.set_limit(_args.positive_int(n, "n"))
+    _threads.set_limit(_thread_count(n))
 
 
 def get_num_threads():
@@ -43,10 +43,20 @@ def get_num_threads():
     return _threads.effective_num_threads()
 
 
+def _thread_count(n):
+    n = _args.positive_int(n, "n")
+    if n > _MAX_THREADS:
+        raise ValueError(f"n must be at most {_MAX_THREADS} threads, got {n}")
+    return n
+
+
+_MAX_THREADS = 4096  # far beyond any machine; keeps the value a C int
+
+
 @contextlib.contextmanager
 def num_threads(n):
     """Context manager: ``with pyconv.num_threads(1): ...`` runs kernels on ``n`` threads."""
-    n = _args.positive_int(n, "n")
+    n = _thread_count(n)
     saved_limit, saved_omp = _threads.get_limit(), _threads.omp_max_threads()
     _threads.set_limit(n)
     try:
@@ -93,6 +103,8 @@ def show_config(file=None):
 def _sizes(input_size, name="input_size"):
     """An int or a tuple of ints -> (tuple, was_int)."""
     if isinstance(input_size, (tuple, list)):
+        if len(input_size) == 0:
+            raise ValueError(f"{name} must be an int or a non-empty tuple of ints, got {input_size!r}")
         return tuple(_args.as_int(s, name) for s in input_size), False
     return (_args.as_int(input_size, name),), True
 
@@ -165,6 +177,8 @@ def conv_param_count(in_channels, out_channels, kernel_size, groups=1, bias=True
     if c_in % groups or c_out % groups:
         raise ValueError(f"groups={groups} must divide in_channels={c_in} and out_channels={c_out}")
     kernel = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,)
+    if len(kernel) == 0:
+        raise ValueError(f"kernel_size must be an int or a non-empty tuple of ints, got {kernel_size!r}")
     taps = 1
     for k in _args.int_tuple(kernel, len(kernel), "kernel_size", 1):
         taps *= k
@@ -172,3 +186,12 @@ def conv_param_count(in_channels, out_channels, kernel_size, groups=1, bias=True
 
 
 from pyconv import functional  # noqa: E402  (after the helpers it does not need)
+
+
+def __getattr__(name):
+    """``pyconv.nn`` and ``pyconv.models`` are imported on first use (PEP 562)."""
+    if name in ("nn", "models"):
+        import importlib
+
+        return importlib.import_module(f"pyconv.{name}")
+    raise AttributeError(f"module 'pyconv' has no attribute {name!r}")

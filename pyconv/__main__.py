@@ -2,9 +2,10 @@
 
 1. the build configuration (version, compiler flags, OpenMP, threads, kernels);
 2. every operator checked against a naive NumPy loop on a few awkward shapes;
-3. timings of conv2d, conv_transpose2d and pooling on ResNet-style layers, in GFLOP/s.
+3. timings of conv2d, conv_transpose2d and pooling on ResNet-style layers, in GFLOP/s;
+4. a real network end to end: ResNet-50 (pyconv.models), batch 1, as built and fused.
 
-Options: ``--quick`` (smaller timing layers, for CI), ``--threads N``.
+Options: ``--quick`` (smaller timing layers and a 64x64 ResNet-50 input, for CI), ``--threads N``.
 """
 
 import argparse
@@ -15,6 +16,7 @@ import numpy as np
 
 import pyconv
 import pyconv.functional as F
+from pyconv import models, nn
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,6 +152,32 @@ def time_layers(rng, quick):
         print(f"  {name:38s} {t * 1e3:9.2f} {flops / t / 1e9:9.1f}")
 
 
+# ---------------------------------------------------------------------------------------
+# A real network end to end
+# ---------------------------------------------------------------------------------------
+
+def time_resnet50(quick):
+    """ResNet-50 with seeded random weights, batch 1: latency and images/s, as built and
+    fused (BatchNorm folded into the convolutions, ReLU applied in their output pass).
+    Returns whether the two agree."""
+    size = 64 if quick else 224
+    model = models.resnet50(rng=0).eval()
+    x = np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32)
+    macs = nn.summary(model, x.shape, verbose=False).total_macs  # runs the model once: a warm-up
+    fused = model.fuse()
+    y = model(x)
+    err = np.max(np.abs(fused(x) - y)) / np.max(np.abs(y))
+    print(f"\nResNet-50, seeded random weights, float32, batch 1 at {size}x{size} "
+          f"({macs / 1e9:.2f} G multiply-adds), median of repeats:")
+    print(f"  {'model':38s} {'ms':>9s} {'images/s':>9s} {'GFLOP/s':>9s}")
+    for label, net in (("as built", model), ("fused (conv+BN+ReLU)", fused)):
+        t = _median_time(lambda: net(x), 3)  # noqa: B023  (called before net changes)
+        print(f"  {label:38s} {t * 1e3:9.1f} {1 / t:9.2f} {2 * macs / t / 1e9:9.1f}")
+    good = err < 1e-4
+    print(f"  fused vs as built: max relative difference {err:.1e}   {'ok' if good else 'FAILED'}")
+    return good
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pyconv", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small timing layers (for CI)")
@@ -162,6 +190,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     ok = check_operators(rng)
     time_layers(rng, args.quick)
+    ok &= time_resnet50(args.quick)
     if not ok:
         print("\nSOME OPERATORS FAILED THEIR CHECK", file=sys.stderr)
     return 0 if ok else 1

@@ -18,10 +18,10 @@ SIZE_LIMIT = 2**62  # every size and intermediate index stays below this (int64-
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def as_int(value, name):
+def as_int(value, name, expected="an int"):
     """``value`` as a Python int; bools, floats and strings are a TypeError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
     value = operator.index(value)
     if abs(value) >= SIZE_LIMIT:
         raise ValueError(f"{name}={value} is too large (the limit is 2**62)")
@@ -40,7 +40,7 @@ def int_tuple(value, n, name, minimum):
             raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
     else:
         items = [value] * n
-    result = tuple(as_int(v, name) for v in items)
+    result = tuple(as_int(v, name, "an int or a tuple of ints") for v in items)
     for v in result:
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -87,9 +87,9 @@ def padding_spec(padding, n, name="padding", allow_strings=True):
         if _is_sequence(item):
             if len(item) != 2:
                 raise ValueError(f"{name} pairs must be (begin, end), got {padding!r}")
-            pair = (as_int(item[0], name), as_int(item[1], name))
+            pair = (as_int(item[0], name, "ints"), as_int(item[1], name, "ints"))
         else:
-            p = as_int(item, name)
+            p = as_int(item, name, "an int, a tuple of ints or (begin, end) pairs")
             pair = (p, p)
         if pair[0] < 0 or pair[1] < 0:
             raise ValueError(f"{name} must be non-negative, got {padding!r}")
@@ -137,8 +137,10 @@ def conv_transpose_sizes(op, sizes, kernels, strides, pads, dilations, output_pa
                 f"{op}: output_padding ({op_}) must be smaller than either stride ({s}) "
                 f"or dilation ({d})"
             )
+        check_size(op, "dilation", d * (k - 1) + 1)
+        check_size(op, "stride", (size - 1) * s + 1)
         full = (size - 1) * s + d * (k - 1) + op_ + 1
-        check_size(op, "stride", full)
+        check_size(op, "stride and dilation", full)
         o = full - pb - pe
         if o < 1:
             raise ValueError(

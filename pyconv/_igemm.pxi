@@ -7,7 +7,7 @@
 # o = output channel, p = output pixel (oh*OW + ow) of one image, k = (c, u, v) a
 # kernel tap. X_col (im2col) is never built whole; the three BLIS levels are:
 #
-#   conv2d_igemm                    def: checks, packs W once, releases the GIL
+#   conv2d_igemm                    def: checks, releases the GIL
 #    '- prange over work units      unit = (image, group, block of <= NC pixels,
 #         |                          block of output-channel panels); one unit owns
 #         |                          its output elements and sums them in one fixed
@@ -17,12 +17,13 @@
 #                                    from input row segments (zeros for padding) into
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
-#              for each panel of MR channels (its weights, MR x KC, stay in L1):
+#              for each panel of MR channels (its weights, MR x KC, read in place,
+#                                    stay in L1 across the pixel tiles):
 #                for each NR-pixel tile:  micro-kernel  C (+)= A * B   (_ukernel.h)
 #              after the last K block: output pass (+ bias, clamp) on the hot tile
 #
-# Workspace: the packed weights (about the size of W) and one KC x NC buffer per
-# thread -- bounded, never a full im2col.
+# Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
+# full im2col, and no packed copy of the weights.
 
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport free, malloc
@@ -38,13 +39,13 @@ cdef extern from "_ukernel.h" nogil:
     int PYCONV_NR_F32
     int PYCONV_NR_F64
     int PYCONV_ALIGN
-    void pyconv_ukr_f32(int64_t kc, const float* A, const float* B, int64_t ldb, float* C,
+    void pyconv_ukr_f32(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc, int accumulate)
-    void pyconv_ukr_f64(int64_t kc, const double* A, const double* B, int64_t ldb, double* C,
+    void pyconv_ukr_f64(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
                         int64_t ldc, int accumulate)
-    void pyconv_ukr_f32_edge(int64_t kc, const float* A, const float* B, int64_t ldb, float* C,
+    void pyconv_ukr_f32_edge(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                              int64_t ldc, int accumulate, int64_t mr, int64_t nr)
-    void pyconv_ukr_f64_edge(int64_t kc, const double* A, const double* B, int64_t ldb, double* C,
+    void pyconv_ukr_f64_edge(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
                              int64_t ldc, int accumulate, int64_t mr, int64_t nr)
 
 KERNEL_SET = PYCONV_KERNEL_SET.decode()
@@ -80,17 +81,6 @@ cdef inline Py_ssize_t _nr(floating dummy) noexcept nogil:
         return PYCONV_NR_F32
     else:
         return PYCONV_NR_F64
-
-
-cdef void _pack_a(const floating* w, floating* ap, Py_ssize_t m_n, Py_ssize_t k_n,
-                  Py_ssize_t mp) noexcept nogil:
-    """Panel mp of one group's weights W (m_n x k_n, row-major) as ap[k][MR],
-    channels past m_n zero."""
-    cdef Py_ssize_t k, m, o
-    for k in range(k_n):
-        for m in range(PYCONV_MR):
-            o = mp * PYCONV_MR + m
-            ap[k * PYCONV_MR + m] = w[o * k_n + k] if o < m_n else 0
 
 
 cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
@@ -174,19 +164,19 @@ cdef inline void _output_pass(floating* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssi
             c[m * ldc + j] = val
 
 
-cdef inline void _ukr(Py_ssize_t kc, const floating* a, const floating* b, Py_ssize_t ldb,
-                      floating* c, Py_ssize_t ldc, int accumulate, Py_ssize_t mr, Py_ssize_t nr,
-                      Py_ssize_t nr_full) noexcept nogil:
+cdef inline void _ukr(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const floating* b,
+                      Py_ssize_t ldb, floating* c, Py_ssize_t ldc, int accumulate,
+                      Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t nr_full) noexcept nogil:
     if mr == PYCONV_MR and nr == nr_full:
         if floating is float:
-            pyconv_ukr_f32(kc, a, b, ldb, c, ldc, accumulate)
+            pyconv_ukr_f32(kc, a, lda, b, ldb, c, ldc, accumulate)
         else:
-            pyconv_ukr_f64(kc, a, b, ldb, c, ldc, accumulate)
+            pyconv_ukr_f64(kc, a, lda, b, ldb, c, ldc, accumulate)
     else:
         if floating is float:
-            pyconv_ukr_f32_edge(kc, a, b, ldb, c, ldc, accumulate, mr, nr)
+            pyconv_ukr_f32_edge(kc, a, lda, b, ldb, c, ldc, accumulate, mr, nr)
         else:
-            pyconv_ukr_f64_edge(kc, a, b, ldb, c, ldc, accumulate, mr, nr)
+            pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, mr, nr)
 
 
 def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -222,15 +212,12 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     mblocks = (panels + panels_per_mb - 1) // panels_per_mb
     cdef Py_ssize_t units = n_img * groups * pblocks * mblocks
 
-    cdef floating* ap = <floating*>_aligned_malloc(groups * panels * PYCONV_MR * k_n * sizeof(floating))
-    if ap == NULL:
-        raise MemoryError("conv2d: cannot allocate the packed weights")
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* wp = &w[0, 0, 0, 0]
     cdef const floating* bp = &bias[0]
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef floating flo = <floating>lo, fhi = <floating>hi
-    cdef Py_ssize_t i, unit, rest, n, g, pb, mb, p0, np_, mp, mp1, kb, k0, kc, j, mr, nrj
+    cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp, mp1, kb, k0, kc, j, mr, nrj
     cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
     cdef floating* buf
     cdef floating* yb
@@ -239,8 +226,6 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with nogil:
-        for i in prange(groups * panels, num_threads=num_threads, schedule="static"):
-            _pack_a(wp + (i // panels) * m_n * k_n, ap + i * PYCONV_MR * k_n, m_n, k_n, i % panels)
         with parallel(num_threads=num_threads):
             buf = <floating*>_aligned_malloc(KC * nc * sizeof(floating))
             if buf == NULL:
@@ -271,7 +256,7 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                     _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, nc, k0, kc, p0, np_, nr,
                             h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
                     for mp in range(mb * panels_per_mb, mp1):
-                        a_panel = ap + ((g * panels + mp) * k_n + k0) * PYCONV_MR
+                        a_panel = wp + (g * m_n + mp * PYCONV_MR) * k_n + k0
                         mr = m_n - mp * PYCONV_MR
                         if mr > PYCONV_MR:
                             mr = PYCONV_MR
@@ -279,12 +264,11 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                             nrj = np_ - j * nr
                             if nrj > nr:
                                 nrj = nr
-                            _ukr(kc, a_panel, buf + j * nr, nc, yb + mp * PYCONV_MR * p_n + j * nr,
-                                 p_n, kb > 0, mr, nrj, nr)
+                            _ukr(kc, a_panel, k_n, buf + j * nr, nc,
+                                 yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0, mr, nrj, nr)
                             if kb == n_kb - 1:
                                 _output_pass(yb + mp * PYCONV_MR * p_n + j * nr, p_n, mr, nrj,
                                              bp + g * m_n + mp * PYCONV_MR, flo, fhi)
             _aligned_free(buf)
-    _aligned_free(ap)
     if failed:
         raise MemoryError("conv2d: cannot allocate a per-thread packing buffer")

@@ -11,81 +11,154 @@ of padding only yields 0 (index -1) -- never -inf or NaN. Max: NaN is the maximu
 any window holding one and its index points at it (the last NaN in row-major order,
 as PyTorch's CPU kernel does); indices are flat positions ih*W + iw in the plane.
 
-Data flow: def entry (checks, releases the GIL) -> prange over (plane, row block)
-units, each output element owned by one unit (bitwise identical for any thread
-count) -> per-row loops over the window taps that lie inside the input.
+Data flow: def entry (checks, column tables, releases the GIL) -> prange over
+(plane, row block) units, each output element owned by one unit (bitwise identical
+for any thread count) -> per output row, one pass per kernel tap over the row's
+output columns that tap reads inside the input (no per-element bounds checks; the
+stride-1 passes vectorise).
 """
 
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 from cython cimport floating
+import numpy as np
 from cython.parallel cimport prange
 
 from pyconv._common cimport rows_per_unit, tap_range
 
 
+def _column_tables(Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kw, Py_ssize_t sw,
+                   Py_ssize_t pw, Py_ssize_t pw_end, Py_ssize_t dw):
+    """Per tap v: the output columns [lo, hi) where it reads real input; per output
+    column: how many taps read real input, how many read the padded input, and the
+    first real input column it reads (-1 if none).
+
+    Computed once per call (the divisions stay out of the per-element loops) and
+    shared by every plane and row."""
+    cdef Py_ssize_t[::1] lo = np.empty(kw, np.intp)
+    cdef Py_ssize_t[::1] hi = np.empty(kw, np.intp)
+    cdef Py_ssize_t[::1] cols_in = np.zeros(ow_n, np.intp)
+    cdef Py_ssize_t[::1] cols_padded = np.empty(ow_n, np.intp)
+    cdef Py_ssize_t[::1] first_col = np.full(ow_n, -1, np.intp)
+    cdef Py_ssize_t v, ow, a, e
+    for v in range(kw - 1, -1, -1):  # backwards: the last write is the first tap
+        tap_range(v * dw - pw, sw, ow_n, wd, &a, &e)
+        for ow in range(a, e):
+            first_col[ow] = ow * sw + v * dw - pw
+    for v in range(kw):
+        tap_range(v * dw - pw, sw, ow_n, wd, &a, &e)
+        lo[v] = a
+        hi[v] = e
+        for ow in range(a, e):
+            cols_in[ow] += 1
+    for ow in range(ow_n):
+        tap_range(ow * sw, dw, kw, wd + pw + pw_end, &a, &e)  # taps inside the padded row
+        cols_padded[ow] = e - a
+    return lo, hi, cols_in, cols_padded, first_col
+
+
 cdef void _max_rows(const floating* x, floating* y, int64_t* idx,
                     Py_ssize_t h, Py_ssize_t wd, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    """Rows [oh0, oh1) of one plane of max pooling; idx may be NULL."""
-    cdef Py_ssize_t oh, ow, u, v, ua, ue, va, ve, h0, w0, pos, best_pos
-    cdef floating val, best
+                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                    const Py_ssize_t* col_lo, const Py_ssize_t* col_hi,
+                    const Py_ssize_t* cols_in, const Py_ssize_t* first_col) noexcept nogil:
+    """Rows [oh0, oh1) of one plane of max pooling; idx may be NULL.
+
+    Tap-major: for each kernel tap (u, v) in row-major order, one pass over the
+    output row -- the candidates of every output are still seen in row-major window
+    order, so ties keep the first maximum and NaN the last NaN, as per element.
+    [col_lo[v], col_hi[v]) are the output columns whose tap v reads real input and
+    cols_in[ow] counts them (0: the window holds padding only), first_col[ow] is the
+    first input column it reads.
+    """
+    cdef Py_ssize_t oh, ow, u, v, ih, h0, off, rows, ua, ue
+    cdef floating val, cur
+    cdef bint take
+    cdef floating* yr
+    cdef int64_t* ir
+    cdef const floating* xr
     for oh in range(oh0, oh1):
+        yr = y + oh * ow_n
+        ir = NULL if idx == NULL else idx + oh * ow_n
         h0 = oh * sh - ph
-        tap_range(h0, dh, kh, h, &ua, &ue)  # kernel rows inside the input
         for ow in range(ow_n):
-            w0 = ow * sw - pw
-            tap_range(w0, dw, kw, wd, &va, &ve)
-            best = 0
-            best_pos = -1
-            if ua < ue and va < ve:
-                best_pos = (h0 + ua * dh) * wd + w0 + va * dw
-                best = x[best_pos]
-                for u in range(ua, ue):
-                    for v in range(va, ve):
-                        pos = (h0 + u * dh) * wd + w0 + v * dw
-                        val = x[pos]
-                        if val > best or val != val:  # val != val: NaN wins
-                            best = val
-                            best_pos = pos
-            y[oh * ow_n + ow] = best
-            if idx != NULL:
-                idx[oh * ow_n + ow] = best_pos
+            yr[ow] = -INFINITY
+        if ir != NULL:
+            # Start each index at the window's first real element, so that a window
+            # of -inf points there (as PyTorch's) and the loop needs no "unset" test.
+            tap_range(h0, dh, kh, h, &ua, &ue)
+            for ow in range(ow_n):
+                ir[ow] = (h0 + ua * dh) * wd + first_col[ow] if ua < ue and cols_in[ow] else -1
+        rows = 0
+        for u in range(kh):
+            ih = h0 + u * dh
+            if ih < 0 or ih >= h:
+                continue
+            rows = rows + 1
+            xr = x + ih * wd
+            for v in range(kw):
+                off = v * dw - pw  # output column ow reads input column ow*sw + off
+                if ir == NULL:
+                    for ow in range(col_lo[v], col_hi[v]):
+                        val = xr[ow * sw + off]
+                        cur = yr[ow]
+                        yr[ow] = val if (val > cur or val != val) else cur  # NaN wins
+                else:  # selects, not branches: random data would mispredict half of them
+                    for ow in range(col_lo[v], col_hi[v]):
+                        val = xr[ow * sw + off]
+                        cur = yr[ow]
+                        take = (val > cur) | (val != val)
+                        yr[ow] = val if take else cur
+                        ir[ow] = ih * wd + ow * sw + off if take else ir[ow]
+        for ow in range(ow_n):
+            if rows == 0 or cols_in[ow] == 0:  # padding only: 0, never -inf
+                yr[ow] = 0
 
 
 cdef void _avg_rows(const floating* x, floating* y,
                     Py_ssize_t h, Py_ssize_t wd, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ph_end, Py_ssize_t pw_end,
-                    Py_ssize_t dh, Py_ssize_t dw, bint count_include_pad,
-                    Py_ssize_t divisor_override) noexcept nogil:
-    """Rows [oh0, oh1) of one plane of average pooling.
+                    Py_ssize_t ph, Py_ssize_t ph_end, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                    const Py_ssize_t* col_lo, const Py_ssize_t* col_hi,
+                    const Py_ssize_t* cols_in, const Py_ssize_t* cols_padded,
+                    bint count_include_pad, Py_ssize_t divisor_override) noexcept nogil:
+    """Rows [oh0, oh1) of one plane of average pooling, tap-major like _max_rows.
 
     Divisor: divisor_override if > 0; else with count_include_pad the taps inside the
     *padded* input (a ceil-mode overhang past the trailing pad is never counted), else
-    the taps inside the real input.
+    the taps inside the real input; 0 taps give 0.
     """
-    cdef Py_ssize_t oh, ow, u, v, ua, ue, va, ve, pa, pe, qa, qe, h0, w0, count
-    cdef floating acc
+    cdef Py_ssize_t oh, ow, u, v, ih, h0, off, rows_in, rows_padded, count
+    cdef floating* yr
+    cdef const floating* xr
     for oh in range(oh0, oh1):
-        h0 = oh * sh - ph
-        tap_range(h0, dh, kh, h, &ua, &ue)
-        tap_range(h0 + ph, dh, kh, h + ph + ph_end, &pa, &pe)
+        yr = y + oh * ow_n
         for ow in range(ow_n):
-            w0 = ow * sw - pw
-            tap_range(w0, dw, kw, wd, &va, &ve)
-            acc = 0
-            for u in range(ua, ue):
-                for v in range(va, ve):
-                    acc = acc + x[(h0 + u * dh) * wd + w0 + v * dw]
+            yr[ow] = 0
+        h0 = oh * sh - ph
+        rows_in = 0
+        rows_padded = 0
+        for u in range(kh):
+            ih = h0 + u * dh
+            if ih < h + ph_end:  # ih >= -ph always
+                rows_padded = rows_padded + 1
+            if ih < 0 or ih >= h:
+                continue
+            rows_in = rows_in + 1
+            xr = x + ih * wd
+            for v in range(kw):
+                off = v * dw - pw
+                for ow in range(col_lo[v], col_hi[v]):
+                    yr[ow] = yr[ow] + xr[ow * sw + off]
+        for ow in range(ow_n):
             if divisor_override > 0:
                 count = divisor_override
             elif count_include_pad:
-                tap_range(w0 + pw, dw, kw, wd + pw + pw_end, &qa, &qe)
-                count = (pe - pa) * (qe - qa)
+                count = rows_padded * cols_padded[ow]
             else:
-                count = (ue - ua) * (ve - va)
-            y[oh * ow_n + ow] = acc / count if count > 0 else 0
+                count = rows_in * cols_in[ow]
+            yr[ow] = yr[ow] / count if count > 0 else 0
 
 
 cdef void _adaptive_rows(const floating* x, floating* y, int64_t* idx, bint is_max,
@@ -139,6 +212,8 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64
             indices.shape[0] != planes or indices.shape[1] != oh_n or indices.shape[2] != ow_n)):
         raise ValueError("max_pool2d_forward: inconsistent shapes")
     cdef int64_t* ip = NULL if indices is None else &indices[0, 0, 0]
+    cdef Py_ssize_t[::1] lo, hi, cols_in, cols_padded, first_col
+    lo, hi, cols_in, cols_padded, first_col = _column_tables(wd, ow_n, kw, sw, pw, 0, dw)
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef const floating* xp = &x[0, 0, 0]
@@ -152,7 +227,8 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64
             oh1 = oh_n
         _max_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
                   NULL if ip == NULL else ip + p * oh_n * ow_n,
-                  h, wd, oh0, oh1, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                  h, wd, oh0, oh1, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
+                  &lo[0], &hi[0], &cols_in[0], &first_col[0])
 
 
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -169,6 +245,8 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef Py_ssize_t oh_n = y.shape[1], ow_n = y.shape[2]
     if y.shape[0] != planes:
         raise ValueError("avg_pool2d_forward: inconsistent shapes")
+    cdef Py_ssize_t[::1] lo, hi, cols_in, cols_padded, first_col
+    lo, hi, cols_in, cols_padded, first_col = _column_tables(wd, ow_n, kw, sw, pw, pw_end, dw)
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef const floating* xp = &x[0, 0, 0]
@@ -181,7 +259,8 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
         if oh1 > oh_n:
             oh1 = oh_n
         _avg_rows(xp + p * h * wd, yp + p * oh_n * ow_n, h, wd, oh0, oh1, ow_n,
-                  kh, kw, sh, sw, ph, pw, ph_end, pw_end, dh, dw,
+                  kh, kw, sh, sw, ph, ph_end, pw, dh, dw,
+                  &lo[0], &hi[0], &cols_in[0], &cols_padded[0],
                   count_include_pad, divisor_override)
 
 

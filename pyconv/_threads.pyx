@@ -20,6 +20,7 @@ cdef extern from "_pyconv_build_info.h":
     int PYCONV_BUILD_DEBUG
 
 cdef int _limit = 0  # process-wide limit from set_num_threads; 0 = none
+cdef int _initial_omp = omp_get_max_threads()  # OpenMP's setting at import, restored by set_limit(0)
 
 
 def openmp_enabled():
@@ -44,11 +45,11 @@ def num_procs():
 
 
 def set_limit(int n):
-    """Set the process-wide limit (0 removes it) and OpenMP's setting for this thread."""
+    """Set the process-wide limit and OpenMP's setting for this thread; 0 removes the
+    limit and restores OpenMP's setting from import time."""
     global _limit
     _limit = n
-    if n > 0:
-        omp_set_num_threads(n)
+    omp_set_num_threads(n if n > 0 else _initial_omp)
 
 
 def get_limit():

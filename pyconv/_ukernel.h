@@ -2,9 +2,14 @@
  *
  * Contract (one for every ISA; BLIS's micro-kernel contract):
  *
- *     C[m*ldc + j] (+)= sum_{k < kc} A[k*MR + m] * B[k*ldb + j]     m < MR, j < NR
+ *     C[m*ldc + j] (+)= sum_{k < kc} A[m*lda + k] * B[k*ldb + j]     m < mr, j < NR
  *
- *   A  packed weights, MR values per k (a panel of MR output channels), zero-padded;
+ *   A  the weights in place: row m (output channel m of the panel) lda apart, k
+ *      contiguous. No packed copy of the weights is needed: each k broadcasts one
+ *      value from each of MR row streams, which the prefetchers follow as well as
+ *      a packed panel (packing them cost up to 18 % of a 512-channel 7x7 layer).
+ *      Rows m >= mr (the last panel of a layer) re-read row mr - 1; those results
+ *      are never stored;
  *   B  packed input columns, rows of ldb values per k (the tile reads NR of them:
  *      NR output pixels), zero-padded, rows aligned to PYCONV_ALIGN bytes;
  *   C  the output tile, rows ldc apart (NCHW: ldc = OH*OW), any alignment;
@@ -21,8 +26,8 @@
  *   generic   6 x  8          6 x  4          12 / 16 xmm (SSE2 baseline)
  *
  * Edge tiles (fewer than MR channels or NR pixels) are computed in full into a
- * local tile -- the packed zeros make the extra rows/columns harmless -- and only the
- * valid part is copied out (pyconv_ukr_*_edge).
+ * local tile -- the packed zero columns and the re-read rows are harmless -- and only
+ * the valid part is copied out (pyconv_ukr_*_edge).
  */
 #ifndef PYCONV_UKERNEL_H
 #define PYCONV_UKERNEL_H
@@ -82,69 +87,89 @@ typedef double pyconv_vdu __attribute__((vector_size(PYCONV_VBYTES), aligned(8))
 #define PYCONV_ROWS PYCONV_ROWS6
 #endif
 
-/* The tile body, shared by float and double; it expects in scope: V the vector
- * type, VU its unaligned twin, VL lanes per vector, NR the tile width, BCAST. */
-#define PYCONV_ACC_DECL(m) V c##m##_0 = (V){0}, c##m##_1 = (V){0};
+/* The tile body, shared by float and double; it expects in scope: S the scalar,
+ * V the vector type, VU its unaligned twin, VL lanes per vector, BCAST, and the
+ * arguments kc, A, lda, B, ldb, C, ldc, accumulate, mr. */
+#define PYCONV_ACC_DECL(m)                                                         \
+    const S *a##m = A + (m < mr ? m : mr - 1) * lda;                               \
+    V c##m##_0 = (V){0}, c##m##_1 = (V){0};
 #define PYCONV_ACC_FMA(m)                                                          \
-    { V a = BCAST(A + k * PYCONV_MR + m); c##m##_0 += a * b0; c##m##_1 += a * b1; }
+    { V a = BCAST(a##m + k); c##m##_0 += a * b0; c##m##_1 += a * b1; }
 #define PYCONV_ACC_STORE(m)                                                        \
     { VU *p0 = (VU *)(C + m * ldc), *p1 = (VU *)(C + m * ldc + VL);                \
       *p0 = accumulate ? *p0 + c##m##_0 : c##m##_0;                                \
       *p1 = accumulate ? *p1 + c##m##_1 : c##m##_1; }
 #define PYCONV_UKR_BODY                                                            \
     PYCONV_ROWS(PYCONV_ACC_DECL)                                                   \
-    _Pragma("GCC unroll 4")                                                        \
     for (int64_t k = 0; k < kc; k++) {                                             \
-        V b0 = *(const V *)(B + k * ldb), b1 = *(const V *)(B + k * ldb + VL);       \
+        V b0 = *(const V *)(B + k * ldb), b1 = *(const V *)(B + k * ldb + VL);     \
         PYCONV_ROWS(PYCONV_ACC_FMA)                                                \
     }                                                                              \
     PYCONV_ROWS(PYCONV_ACC_STORE)
 
-static inline void pyconv_ukr_f32(int64_t kc, const float *restrict A,
-                                  const float *restrict B, int64_t ldb, float *restrict C,
-                                  int64_t ldc, int accumulate)
+/* The full tile, C (+)= A * B on MR x NR; mr < MR only when called by the edge
+ * variant (into its local tile). */
+static inline void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int64_t lda,
+                                       const float *restrict B, int64_t ldb,
+                                       float *restrict C, int64_t ldc, int accumulate,
+                                       int64_t mr)
 {
+    typedef float S;
     typedef pyconv_vf V;
     typedef pyconv_vfu VU;
-    enum { VL = PYCONV_VBYTES / 4, NR = PYCONV_NR_F32 };
+    enum { VL = PYCONV_VBYTES / 4 };
 #define BCAST PYCONV_BCAST_F
     PYCONV_UKR_BODY
 #undef BCAST
 }
 
-static inline void pyconv_ukr_f64(int64_t kc, const double *restrict A,
-                                  const double *restrict B, int64_t ldb, double *restrict C,
-                                  int64_t ldc, int accumulate)
+static inline void pyconv_ukr_f64_rows(int64_t kc, const double *restrict A, int64_t lda,
+                                       const double *restrict B, int64_t ldb,
+                                       double *restrict C, int64_t ldc, int accumulate,
+                                       int64_t mr)
 {
+    typedef double S;
     typedef pyconv_vd V;
     typedef pyconv_vdu VU;
-    enum { VL = PYCONV_VBYTES / 8, NR = PYCONV_NR_F64 };
+    enum { VL = PYCONV_VBYTES / 8 };
 #define BCAST PYCONV_BCAST_D
     PYCONV_UKR_BODY
 #undef BCAST
 }
 
+static inline void pyconv_ukr_f32(int64_t kc, const float *A, int64_t lda, const float *B,
+                                  int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    pyconv_ukr_f32_rows(kc, A, lda, B, ldb, C, ldc, accumulate, PYCONV_MR);
+}
+
+static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, const double *B,
+                                  int64_t ldb, double *C, int64_t ldc, int accumulate)
+{
+    pyconv_ukr_f64_rows(kc, A, lda, B, ldb, C, ldc, accumulate, PYCONV_MR);
+}
+
 /* Edge tile: only the first mr rows and nr columns of C exist. */
-#define PYCONV_UKR_EDGE(T, NR, FULL)                                               \
+#define PYCONV_UKR_EDGE(T, NR, ROWS)                                               \
     T tile[PYCONV_MR * NR] __attribute__((aligned(PYCONV_ALIGN)));                 \
-    FULL(kc, A, B, ldb, tile, NR, 0);                                                   \
+    ROWS(kc, A, lda, B, ldb, tile, NR, 0, mr);                                     \
     for (int64_t m = 0; m < mr; m++)                                               \
         for (int64_t j = 0; j < nr; j++)                                           \
             C[m * ldc + j] = accumulate ? C[m * ldc + j] + tile[m * NR + j]        \
                                         : tile[m * NR + j];
 
-static inline void pyconv_ukr_f32_edge(int64_t kc, const float *A, const float *B,
-                                       int64_t ldb, float *C, int64_t ldc, int accumulate,
-                                       int64_t mr, int64_t nr)
+static inline void pyconv_ukr_f32_edge(int64_t kc, const float *A, int64_t lda,
+                                       const float *B, int64_t ldb, float *C, int64_t ldc,
+                                       int accumulate, int64_t mr, int64_t nr)
 {
-    PYCONV_UKR_EDGE(float, PYCONV_NR_F32, pyconv_ukr_f32)
+    PYCONV_UKR_EDGE(float, PYCONV_NR_F32, pyconv_ukr_f32_rows)
 }
 
-static inline void pyconv_ukr_f64_edge(int64_t kc, const double *A, const double *B,
-                                       int64_t ldb, double *C, int64_t ldc, int accumulate,
-                                       int64_t mr, int64_t nr)
+static inline void pyconv_ukr_f64_edge(int64_t kc, const double *A, int64_t lda,
+                                       const double *B, int64_t ldb, double *C, int64_t ldc,
+                                       int accumulate, int64_t mr, int64_t nr)
 {
-    PYCONV_UKR_EDGE(double, PYCONV_NR_F64, pyconv_ukr_f64)
+    PYCONV_UKR_EDGE(double, PYCONV_NR_F64, pyconv_ukr_f64_rows)
 }
 
 #endif

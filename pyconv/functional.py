@@ -30,6 +30,8 @@ Each function here only checks arguments, normalises arrays and allocates; the w
 is done GIL-free by the compiled kernels in ``pyconv._conv`` and ``pyconv._pool``.
 """
 
+import math
+
 import numpy as np
 
 from pyconv import _args, _dispatch
@@ -164,8 +166,10 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
         raise ValueError(f"{op}: bias must have shape ({c_out},), got {b.shape}")
     pads = _args.resolve_padding(spec, sizes, kernel, stride, dilation)
     if padding_mode != "zeros":
+        # PyTorch's limits: reflect needs pad < size, circular pad <= size, replicate
+        # any pad of a non-empty input.
         for size, (pb, pe) in zip(sizes, pads):
-            limit = size if padding_mode == "circular" else size - 1
+            limit = {"reflect": size - 1, "circular": size}.get(padding_mode, _args.SIZE_LIMIT)
             if max(pb, pe) > limit or (size == 0 and pb + pe > 0):
                 raise ValueError(f"{op}: padding {pads} is too large for padding_mode="
                                  f"{padding_mode!r} on an input of size {tuple(sizes)}")
@@ -250,8 +254,59 @@ def convolve2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
 # Transposed convolution
 # ---------------------------------------------------------------------------------------
 
+def _phase_taps(r, k, s, p, d):
+    """Stride phase r of one dim of a transposed convolution, as a correlation.
+
+    Output o = s*q + r receives w[u] * x[q + t] for the taps u with
+    t = (r + p - u*d) / s an integer. Those taps are u0, u0 + s', ... (s' = s/gcd(s, d))
+    and their t fall by d' = d/gcd(s, d) each: a correlation with dilation d' of the
+    taps in reverse order, reading input q - pad + j*d' with pad = -min(t).
+    Returns (a slice picking the taps in correlation order, pad, d'), or None when no
+    tap reaches phase r.
+    """
+    taps = [u for u in range(k) if (r + p - u * d) % s == 0]
+    if not taps:
+        return None
+    g = math.gcd(s, d)
+    stop = taps[0] - 1 if taps[0] > 0 else None
+    return slice(taps[-1], stop, -(s // g)), -((r + p - taps[-1] * d) // s), d // g
+
+
+def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp):
+    """Transposed convolution as stride-phase sub-correlations on the GEMM kernel.
+
+    Each of the sh*sw phases of the output (rows r::sh, columns c::sw) is an ordinary
+    stride-1 correlation of the input with a sub-kernel of the (transposed, flipped)
+    weights -- no zero-inserted input and no col2im. The phase is computed into a
+    small buffer and copied into its strided place in the output.
+    """
+    n, c_in = x4.shape[:2]
+    c_out_g, kh, kw = w4.shape[1:]
+    # (C_in, C_out/g, kh, kw) -> correlation weights (C_out, C_in/g, kh, kw), copied
+    # once; each phase then gathers its taps from this contiguous array.
+    wt = np.ascontiguousarray(w4.reshape(groups, c_in // groups, c_out_g, kh, kw)
+                              .transpose(0, 2, 1, 3, 4)).reshape(groups * c_out_g, c_in // groups, kh, kw)
+    (sh, sw), (dh, dw) = stride, dilation
+    (ph, pw) = pads
+    oh_n, ow_n = y4.shape[2:]
+    threads = effective_num_threads()
+    for rh in range(min(sh, oh_n)):
+        for rw in range(min(sw, ow_n)):
+            rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
+            target = y4[:, :, rh::sh, rw::sw]
+            if rows is None or cols is None:  # no tap lands here: bias and activation only
+                target[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
+                continue
+            (taps_h, pad_h, dil_h), (taps_w, pad_w, dil_w) = rows, cols
+            sub = np.ascontiguousarray(wt[:, :, taps_h, taps_w])
+            phase = np.empty(target.shape, y4.dtype)
+            _dispatch.kernels.conv2d_igemm(x4, sub, bc, phase, 1, 1, pad_h, pad_w,
+                                           dil_h, dil_w, groups, clamp[0], clamp[1], threads)
+            target[...] = phase
+
+
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
-                    dilation, out, clamp=_NO_CLAMP):
+                    dilation, out, clamp=_NO_CLAMP, algorithm="auto"):
     x = _as_array(input, "input")
     w = _as_array(weight, "weight")
     b = None if bias is None else _as_array(bias, "bias")
@@ -263,6 +318,8 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     output_padding = _args.int_tuple(output_padding, nd, "output_padding", 0)
     groups = _args.positive_int(groups, "groups")
     pads = _args.padding_spec(padding, nd, allow_strings=False)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{op}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
 
     batched = x.ndim == nd + 2
     c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
@@ -296,13 +353,19 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
             x4 = xc.reshape(xc.shape[:2] + (1,) * (2 - nd) + xc.shape[2:])
             w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
             (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
-            _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
-                                           clamp[0], clamp[1], effective_num_threads())
+            if algorithm == "auto":
+                algorithm = "gemm" if c_out // groups >= _GEMM_MIN_CHANNELS else "direct"
+            if algorithm == "gemm":
+                _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp)
+            else:
+                _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw,
+                                                       groups, clamp[0], clamp[1],
+                                                       effective_num_threads())
     return _finish(y, out, result)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, out=None):
+                     groups=1, dilation=1, *, algorithm="auto", out=None):
     """1-D transposed convolution, like ``torch.nn.functional.conv_transpose1d``.
 
     The adjoint of :func:`conv1d` with respect to its input (its backward pass):
@@ -310,18 +373,18 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
     output size ``(in - 1)*stride - pad_begin - pad_end + dilation*(k - 1) + output_padding + 1``.
     """
     return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, out)
+                           output_padding, groups, dilation, out, algorithm=algorithm)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, out=None):
+                     groups=1, dilation=1, *, algorithm="auto", out=None):
     """2-D transposed convolution, like ``torch.nn.functional.conv_transpose2d``.
 
     The adjoint of :func:`conv2d` with respect to its input. weight
     ``(C_in, C_out/groups, kh, kw)``; ``padding`` may be per-side pairs (as ONNX pads).
     """
     return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, out)
+                           output_padding, groups, dilation, out, algorithm=algorithm)
 
 
 # ---------------------------------------------------------------------------------------
