@@ -152,8 +152,10 @@ def conv_transpose_sizes(op, sizes, kernels, strides, pads, dilations, output_pa
 
 
 def pool_sizes(op, sizes, kernels, strides, pads, dilations, ceil_mode):
-    """Output sizes of pooling (PyTorch's rule; in ceil mode a window that would start
-    in the trailing padding is dropped), each >= 1."""
+    """Output sizes of pooling, each >= 1: the windows that fit in the padded input,
+    and in ceil mode one more, partial window if it starts inside the input or the
+    leading padding (PyTorch's rule; ceil mode never gives fewer windows than floor
+    mode, also with pads beyond half the kernel)."""
     out = []
     for size, k, s, (pb, pe), d in zip(sizes, kernels, strides, pads, dilations):
         padded, span = size + pb + pe, d * (k - 1) + 1
@@ -164,9 +166,9 @@ def pool_sizes(op, sizes, kernels, strides, pads, dilations, ceil_mode):
                 f"{op}: kernel_size {k} with dilation {d} spans {span} elements, more than "
                 f"the padded input ({size} + {pb} + {pe} = {padded})"
             )
-        o = (padded - span + (s - 1 if ceil_mode else 0)) // s + 1
-        if ceil_mode and (o - 1) * s >= size + pb:
-            o -= 1
+        o = (padded - span) // s + 1
+        if ceil_mode and (o - 1) * s + span < padded and o * s < size + pb:
+            o += 1
         out.append(o)
     return tuple(out)
 

@@ -19,7 +19,9 @@ Data flow:
            |                                 bitwise identical for any thread count
            '- _corr_rows                     one output row at a time, kept in L1:
                 for c, u: input row read in place (no im2col, no padded copy)
-                  for v: _axpy  row[a:e] += w * x[...]   (a, e from tap_range)
+                  for v: _axpy  row[a:e] += w * x[...]
+                         ([a, e): the columns tap v reads inside the input, a
+                         table computed once per call -- no division per row)
                 then the output pass: + bias, clamp
 
 The row kernels are where register-blocked micro-kernels slot in later; the Python
@@ -28,8 +30,19 @@ layer (pyconv.functional) only sees the def entry points below.
 
 from cython cimport floating
 from cython.parallel cimport prange
+import numpy as np
 
 from pyconv._common cimport rows_per_unit, tap_range
+
+
+def _tap_table(Py_ssize_t kw, Py_ssize_t dw, Py_ssize_t pw, Py_ssize_t s,
+               Py_ssize_t n_i, Py_ssize_t n_j):
+    """For each kernel column v: [lo, hi) = the i < n_i with 0 <= i*s + v*dw - pw < n_j."""
+    cdef Py_ssize_t[:, ::1] table = np.empty((kw, 2), np.intp)
+    cdef Py_ssize_t v
+    for v in range(kw):
+        tap_range(v * dw - pw, s, n_i, n_j, &table[v, 0], &table[v, 1])
+    return table
 
 
 cdef inline void _axpy(floating* y, const floating* x, floating a, Py_ssize_t n,
@@ -64,11 +77,12 @@ cdef void _corr_rows(const floating* x, const floating* w, floating b, floating*
                      Py_ssize_t kh, Py_ssize_t kw,
                      Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                     Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi) noexcept nogil:
+                     Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi,
+                     const Py_ssize_t* taps) noexcept nogil:
     """Rows [oh0, oh1) of one output plane of correlation.
 
     x: (c_in, h, wd), the image's channels of this group; w: (c_in, kh, kw), one output
-    channel's filter; y: the (oh, ow_n) output plane.
+    channel's filter; y: the (oh, ow_n) output plane; taps: _tap_table for the columns.
     """
     cdef Py_ssize_t oh, ow, c, u, v, ih, off, a, e
     cdef floating* row
@@ -87,7 +101,7 @@ cdef void _corr_rows(const floating* x, const floating* w, floating b, floating*
                 wrow = w + (c * kh + u) * kw
                 for v in range(kw):
                     off = v * dw - pw  # output column ow reads input column ow*sw + off
-                    tap_range(off, sw, ow_n, wd, &a, &e)
+                    a, e = taps[2 * v], taps[2 * v + 1]
                     if a < e:
                         _axpy(row + a, xrow + a * sw + off, wrow[v], e - a, 1, sw)
         _output_pass(row, ow_n, b, lo, hi)
@@ -99,7 +113,8 @@ cdef void _tconv_rows(const floating* x, const floating* w, Py_ssize_t w_cstride
                       Py_ssize_t kh, Py_ssize_t kw,
                       Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t ow_n,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                      Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi) noexcept nogil:
+                      Py_ssize_t dh, Py_ssize_t dw, floating lo, floating hi,
+                      const Py_ssize_t* taps) noexcept nogil:
     """Rows [oh0, oh1) of one output plane of transposed convolution.
 
     The adjoint of _corr_rows: input (ih, iw) feeds output (ih*sh - ph + u*dh,
@@ -107,7 +122,8 @@ cdef void _tconv_rows(const floating* x, const floating* w, Py_ssize_t w_cstride
     row with ih*sh = oh + ph - u*dh contributes, if the division is exact) and
     columns are *scattered* with stride sw -- the stride-phase form: no zero-inserted
     input, no col2im buffer, and each output row is still owned by one unit.
-    x: (c_in, h, wd); w: c_in filters (kh, kw), w_cstride apart; y: (oh, ow_n).
+    x: (c_in, h, wd); w: c_in filters (kh, kw), w_cstride apart; y: (oh, ow_n);
+    taps: _tap_table of the input columns each kernel column scatters from.
     """
     cdef Py_ssize_t oh, ow, c, u, v, ih, t, off, a, e
     cdef floating* row
@@ -129,7 +145,7 @@ cdef void _tconv_rows(const floating* x, const floating* w, Py_ssize_t w_cstride
                 wrow = w + c * w_cstride + u * kw
                 for v in range(kw):
                     off = v * dw - pw  # input column iw writes output column iw*sw + off
-                    tap_range(off, sw, wd, ow_n, &a, &e)
+                    a, e = taps[2 * v], taps[2 * v + 1]
                     if a < e:
                         _axpy(row + a * sw + off, xrow + a, wrow[v], e - a, sw, 1)
         _output_pass(row, ow_n, b, lo, hi)
@@ -153,6 +169,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
             or c_in * groups != c_all or c_out % groups != 0):
         raise ValueError("conv2d_forward: inconsistent shapes")
     cdef Py_ssize_t c_out_g = c_out // groups
+    cdef Py_ssize_t[:, ::1] taps = _tap_table(kw, dw, pw, sw, ow_n, wd)
     cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef const floating* xp = &x[0, 0, 0, 0]
@@ -172,7 +189,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
             oh1 = oh_n
         _corr_rows(xp + (n * c_all + g * c_in) * h * wd, wp + o * c_in * kh * kw, bp[o],
                    yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
-                   sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi)
+                   sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi, &taps[0, 0])
 
 
 def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -194,6 +211,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :
         raise ValueError("conv_transpose2d_forward: inconsistent shapes")
     cdef Py_ssize_t c_in = c_all // groups
     cdef Py_ssize_t w_cstride = c_out_g * kh * kw  # from filter (c, oo) to (c + 1, oo)
+    cdef Py_ssize_t[:, ::1] taps = _tap_table(kw, dw, pw, sw, wd, ow_n)
     cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef const floating* xp = &x[0, 0, 0, 0]
@@ -214,4 +232,4 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :
         _tconv_rows(xp + (n * c_all + g * c_in) * h * wd,
                     wp + (g * c_in * c_out_g + o % c_out_g) * kh * kw, w_cstride, bp[o],
                     yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
-                    sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi)
+                    sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi, &taps[0, 0])

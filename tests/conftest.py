@@ -1,0 +1,37 @@
+"""Shared test helpers: per-dtype tolerances, a seeded generator, random arrays.
+
+Test modules import these directly (``from conftest import assert_close``) next to
+``import reference``; pytest puts tests/ on sys.path.
+"""
+
+import numpy as np
+import pytest
+
+DTYPES = (np.float32, np.float64)
+
+# Tolerance per result dtype, relative to the largest magnitude in the expected result
+# (scikit-learn style): float32 accumulates in float32, the reference in float64.
+TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-12}
+
+
+def assert_close(actual, expected, dtype=None):
+    """pyconv's ``actual`` equals the float64 reference ``expected``: same shape, the
+    expected dtype (if given), NaN where NaN, and within the tolerance of its dtype."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if dtype is not None:
+        assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    tol = TOLERANCE[actual.dtype]
+    scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
+    np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=tol, atol=tol * scale)
+
+
+def random_array(rng, shape, dtype=np.float64):
+    """Standard-normal values of ``dtype`` (cast from float64, so the reference sees
+    exactly what pyconv sees)."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
