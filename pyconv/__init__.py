@@ -9,6 +9,7 @@ Layers: ``pyconv.functional`` (this package's operators), shape helpers here
 """
 
 import contextlib
+import os
 
 from pyconv import _args, _threads
 from pyconv._version import __version__
@@ -66,6 +67,12 @@ def num_threads(n):
         _threads.set_omp_max_threads(saved_omp)
 
 
+# Fork safety: a child forked after pyconv ran multi-threaded computes serially (same
+# results, never a hang); spawn/forkserver children start fresh and use all threads.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_threads.at_fork_in_child)
+
+
 def openmp_enabled():
     """True when pyconv's kernels were compiled with OpenMP (else they run serially)."""
     return _threads.openmp_enabled()
@@ -86,6 +93,7 @@ def show_config(file=None):
         "machine": platform.machine(),
         **_threads.build_info(),
         "num_threads": get_num_threads(),
+        "serial_after_fork": _threads.serial_after_fork(),
         "num_procs": _threads.num_procs(),
         "kernels": _dispatch.name,
         "kernels_supported": ", ".join(_dispatch.supported()),

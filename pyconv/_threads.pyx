@@ -20,6 +20,8 @@ cdef extern from "_pyconv_build_info.h":
     int PYCONV_BUILD_DEBUG
 
 cdef int _limit = 0  # process-wide limit from set_num_threads; 0 = none
+cdef bint _used_parallel = False  # a kernel has run with more than one thread
+cdef bint _serial_after_fork = False  # this process is a fork of one that had
 cdef int _initial_omp = omp_get_max_threads()  # OpenMP's setting at import, restored by set_limit(0)
 
 
@@ -58,10 +60,29 @@ def get_limit():
 
 def effective_num_threads():
     """Threads the next kernel called from this Python thread will use."""
+    global _used_parallel
+    if _serial_after_fork:
+        return 1
     cdef int n = omp_get_max_threads()
     if _limit > 0 and _limit < n:
         n = _limit
+    if n > 1:
+        _used_parallel = True
     return n if n > 0 else 1
+
+
+def at_fork_in_child():
+    """Called in a child after fork(): if the parent had started OpenMP threads, run
+    every kernel serially here. GNU libgomp's thread pool does not survive fork(),
+    and the first parallel region in such a child would hang forever."""
+    global _serial_after_fork
+    if _used_parallel:
+        _serial_after_fork = True
+
+
+def serial_after_fork():
+    """True in a forked child whose parent had used OpenMP threads (kernels run serially)."""
+    return bool(_serial_after_fork)
 
 
 def omp_max_threads():
