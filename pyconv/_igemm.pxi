@@ -30,6 +30,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from cpython.pycapsule cimport PyCapsule_New
 
 from pyconv._common cimport tap_range
 
@@ -179,19 +180,19 @@ cdef inline void _ukr(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const fl
             pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, mr, nr)
 
 
-def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                 const floating[::1] bias, floating[:, :, :, ::1] y,
-                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                 double lo, double hi, int num_threads):
-    """y = clamp(bias + correlation(x, w), lo, hi) -- the same contract, arguments and
-    results (up to rounding) as pyconv._conv.conv2d_forward."""
-    cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
-    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], kh = w.shape[2], kw = w.shape[3]
-    cdef Py_ssize_t oh_n = y.shape[2], ow_n = y.shape[3]
-    if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
-            or c_in * groups != c_all or c_out % groups != 0):
-        raise ValueError("conv2d_igemm: inconsistent shapes")
+cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp, floating* yp,
+                      Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
+                      Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                      Py_ssize_t oh_n, Py_ssize_t ow_n,
+                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                      floating lo, floating hi, int num_threads) noexcept nogil:
+    """The GEMM correlation on raw C-contiguous NCHW arrays (the C-level entry, also
+    exported as a capsule by c_api()): y (n_img, c_out, oh_n, ow_n) =
+    clamp(bias + correlation(x (n_img, c_all, h, wd), w (c_out, c_all/groups, kh, kw)), lo, hi).
+    Arguments must be valid (non-empty, groups dividing both channel counts).
+    Returns 0, or -1 when a per-thread buffer cannot be allocated (y is then incomplete)."""
+    cdef Py_ssize_t c_in = c_all // groups
     cdef Py_ssize_t m_n = c_out // groups          # GEMM M: output channels per group
     cdef Py_ssize_t k_n = c_in * kh * kw           # GEMM K: taps per output
     cdef Py_ssize_t p_n = oh_n * ow_n              # GEMM N: pixels per image
@@ -212,11 +213,6 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     mblocks = (panels + panels_per_mb - 1) // panels_per_mb
     cdef Py_ssize_t units = n_img * groups * pblocks * mblocks
 
-    cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* wp = &w[0, 0, 0, 0]
-    cdef const floating* bp = &bias[0]
-    cdef floating* yp = &y[0, 0, 0, 0]
-    cdef floating flo = <floating>lo, fhi = <floating>hi
     cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp, mp1, kb, k0, kc, j, mr, nrj
     cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
     cdef floating* buf
@@ -225,50 +221,81 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
-    with nogil:
-        with parallel(num_threads=num_threads):
-            buf = <floating*>_aligned_malloc(KC * nc * sizeof(floating))
+    with parallel(num_threads=num_threads):
+        buf = <floating*>_aligned_malloc(KC * nc * sizeof(floating))
+        if buf == NULL:
+            failed_flag[0] = 1
+        for unit in prange(units, schedule="dynamic"):
             if buf == NULL:
-                failed_flag[0] = 1
-            for unit in prange(units, schedule="dynamic"):
-                if buf == NULL:
-                    continue
-                mb = unit % mblocks
-                rest = unit // mblocks
-                pb = rest % pblocks
-                rest = rest // pblocks
-                g = rest % groups
-                n = rest // groups
-                p0 = pb * nc
-                np_ = p_n - p0
-                if np_ > nc:
-                    np_ = nc
-                n_tiles = (np_ + nr - 1) // nr
-                mp1 = (mb + 1) * panels_per_mb
-                if mp1 > panels:
-                    mp1 = panels
-                yb = yp + (n * c_out + g * m_n) * p_n + p0
-                for kb in range(n_kb):
-                    k0 = kb * KC
-                    kc = k_n - k0
-                    if kc > KC:
-                        kc = KC
-                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, nc, k0, kc, p0, np_, nr,
-                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
-                    for mp in range(mb * panels_per_mb, mp1):
-                        a_panel = wp + (g * m_n + mp * PYCONV_MR) * k_n + k0
-                        mr = m_n - mp * PYCONV_MR
-                        if mr > PYCONV_MR:
-                            mr = PYCONV_MR
-                        for j in range(n_tiles):
-                            nrj = np_ - j * nr
-                            if nrj > nr:
-                                nrj = nr
-                            _ukr(kc, a_panel, k_n, buf + j * nr, nc,
-                                 yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0, mr, nrj, nr)
-                            if kb == n_kb - 1:
-                                _output_pass(yb + mp * PYCONV_MR * p_n + j * nr, p_n, mr, nrj,
-                                             bp + g * m_n + mp * PYCONV_MR, flo, fhi)
-            _aligned_free(buf)
-    if failed:
+                continue
+            mb = unit % mblocks
+            rest = unit // mblocks
+            pb = rest % pblocks
+            rest = rest // pblocks
+            g = rest % groups
+            n = rest // groups
+            p0 = pb * nc
+            np_ = p_n - p0
+            if np_ > nc:
+                np_ = nc
+            n_tiles = (np_ + nr - 1) // nr
+            mp1 = (mb + 1) * panels_per_mb
+            if mp1 > panels:
+                mp1 = panels
+            yb = yp + (n * c_out + g * m_n) * p_n + p0
+            for kb in range(n_kb):
+                k0 = kb * KC
+                kc = k_n - k0
+                if kc > KC:
+                    kc = KC
+                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, nc, k0, kc, p0, np_, nr,
+                        h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                for mp in range(mb * panels_per_mb, mp1):
+                    a_panel = wp + (g * m_n + mp * PYCONV_MR) * k_n + k0
+                    mr = m_n - mp * PYCONV_MR
+                    if mr > PYCONV_MR:
+                        mr = PYCONV_MR
+                    for j in range(n_tiles):
+                        nrj = np_ - j * nr
+                        if nrj > nr:
+                            nrj = nr
+                        _ukr(kc, a_panel, k_n, buf + j * nr, nc,
+                             yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0, mr, nrj, nr)
+                        if kb == n_kb - 1:
+                            _output_pass(yb + mp * PYCONV_MR * p_n + j * nr, p_n, mr, nrj,
+                                         bp + g * m_n + mp * PYCONV_MR, lo, hi)
+        _aligned_free(buf)
+    return -1 if failed else 0
+
+
+def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                 const floating[::1] bias, floating[:, :, :, ::1] y,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                 double lo, double hi, int num_threads):
+    """y = clamp(bias + correlation(x, w), lo, hi) -- the same contract, arguments and
+    results (up to rounding) as pyconv._conv.conv2d_forward."""
+    cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t oh_n = y.shape[2], ow_n = y.shape[3]
+    if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
+            or c_in * groups != c_all or c_out % groups != 0):
+        raise ValueError("conv2d_igemm: inconsistent shapes")
+    cdef int status
+    with nogil:
+        status = igemm_conv2d(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0], &y[0, 0, 0, 0],
+                              n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
+                              sh, sw, ph, pw, dh, dw, groups, <floating>lo, <floating>hi,
+                              num_threads)
+    if status != 0:
         raise MemoryError("conv2d: cannot allocate a per-thread packing buffer")
+
+
+def c_api():
+    """{'conv2d_f32': capsule, 'conv2d_f64': capsule}: this kernel set's igemm_conv2d
+    as C function pointers (see pyconv/_kernels.pxd for the signature), so that C-level
+    callers (pyconv's own C API) can use the kernel set chosen at run time."""
+    return {
+        "conv2d_f32": PyCapsule_New(<void*>igemm_conv2d[float], b"pyconv.igemm_conv2d_f32", NULL),
+        "conv2d_f64": PyCapsule_New(<void*>igemm_conv2d[double], b"pyconv.igemm_conv2d_f64", NULL),
+    }
