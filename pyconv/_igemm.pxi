@@ -20,7 +20,7 @@
 #              for each panel of MR channels (its weights, MR x KC, read in place,
 #                                    stay in L1 across the pixel tiles):
 #                for each NR-pixel tile:  micro-kernel  C (+)= A * B   (_ukernel.h)
-#              after the last K block: output pass (+ bias, clamp) on the hot tile
+#              the last K block's store adds the bias and clamps (fused output pass)
 #
 # Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
 # full im2col, and no packed copy of the weights.
@@ -41,13 +41,17 @@ cdef extern from "_ukernel.h" nogil:
     int PYCONV_NR_F64
     int PYCONV_ALIGN
     void pyconv_ukr_f32(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                        int64_t ldc, int accumulate)
+                        int64_t ldc, int accumulate, const float* bias, float lo, float hi)
     void pyconv_ukr_f64(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
-                        int64_t ldc, int accumulate)
+                        int64_t ldc, int accumulate, const double* bias, double lo, double hi)
     void pyconv_ukr_f32_edge(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                             int64_t ldc, int accumulate, int64_t mr, int64_t nr)
+                             int64_t ldc, int accumulate, const float* bias, float lo, float hi,
+                             int64_t mr, int64_t nr)
+    void pyconv_gather2_f32(float* dst, const float* src, int64_t n)
+    void pyconv_gather2_f64(double* dst, const double* src, int64_t n)
     void pyconv_ukr_f64_edge(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
-                             int64_t ldc, int accumulate, int64_t mr, int64_t nr)
+                             int64_t ldc, int accumulate, const double* bias, double lo, double hi,
+                             int64_t mr, int64_t nr)
 
 KERNEL_SET = PYCONV_KERNEL_SET.decode()
 MR = PYCONV_MR
@@ -130,6 +134,11 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
                     memset(d, 0, (a - ow) * sizeof(floating))
                 if sw == 1:
                     memcpy(d + a - ow, src + a + off, (e - a) * sizeof(floating))
+                elif sw == 2 and e > a:
+                    if floating is float:
+                        pyconv_gather2_f32(d + a - ow, src + 2 * a + off, e - a)
+                    else:
+                        pyconv_gather2_f64(d + a - ow, src + 2 * a + off, e - a)
                 else:
                     for t in range(a, e):
                         d[t - ow] = src[t * sw + off]
@@ -149,35 +158,22 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
                 c = c + 1
 
 
-cdef inline void _output_pass(floating* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,
-                              const floating* bias, floating lo, floating hi) noexcept nogil:
-    """Tile rows m < mr, columns < nr: clamp(c + bias[m], lo, hi); NaN passes through."""
-    cdef Py_ssize_t m, j
-    cdef floating val, b
-    for m in range(mr):
-        b = bias[m]
-        for j in range(nr):
-            val = c[m * ldc + j] + b
-            if val < lo:
-                val = lo
-            if val > hi:
-                val = hi
-            c[m * ldc + j] = val
-
-
 cdef inline void _ukr(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const floating* b,
                       Py_ssize_t ldb, floating* c, Py_ssize_t ldc, int accumulate,
+                      const floating* bias, floating lo, floating hi,
                       Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t nr_full) noexcept nogil:
+    """The micro-kernel on one tile: the full one, or the edge variant for a partial
+    tile; bias != NULL finishes the tile (+ bias, clamp) -- see _ukernel.h."""
     if mr == PYCONV_MR and nr == nr_full:
         if floating is float:
-            pyconv_ukr_f32(kc, a, lda, b, ldb, c, ldc, accumulate)
+            pyconv_ukr_f32(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi)
         else:
-            pyconv_ukr_f64(kc, a, lda, b, ldb, c, ldc, accumulate)
+            pyconv_ukr_f64(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi)
     else:
         if floating is float:
-            pyconv_ukr_f32_edge(kc, a, lda, b, ldb, c, ldc, accumulate, mr, nr)
+            pyconv_ukr_f32_edge(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi, mr, nr)
         else:
-            pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, mr, nr)
+            pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi, mr, nr)
 
 
 cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp, floating* yp,
@@ -198,9 +194,9 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     cdef Py_ssize_t p_n = oh_n * ow_n              # GEMM N: pixels per image
     cdef Py_ssize_t nr = _nr(<floating>0)
     cdef Py_ssize_t panels = (m_n + PYCONV_MR - 1) // PYCONV_MR
-    cdef Py_ssize_t nc = ((p_n + nr - 1) // nr) * nr
-    if nc > NC_MAX:
-        nc = NC_MAX
+    cdef Py_ssize_t nc = ((p_n + nr - 1) // nr) * nr  # pixels per unit: whole tiles
+    if nc > NC_MAX // nr * nr:
+        nc = NC_MAX // nr * nr
     cdef Py_ssize_t pblocks = (p_n + nc - 1) // nc
     # Too few (image, group, pixel block) units for the threads: also split the
     # output-channel panels (each such unit packs its own B; results are unchanged).
@@ -260,10 +256,9 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                         if nrj > nr:
                             nrj = nr
                         _ukr(kc, a_panel, k_n, buf + j * nr, nc,
-                             yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0, mr, nrj, nr)
-                        if kb == n_kb - 1:
-                            _output_pass(yb + mp * PYCONV_MR * p_n + j * nr, p_n, mr, nrj,
-                                         bp + g * m_n + mp * PYCONV_MR, lo, hi)
+                             yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0,
+                             bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
+                             lo, hi, mr, nrj, nr)
         _aligned_free(buf)
     return -1 if failed else 0
 
