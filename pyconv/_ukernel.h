@@ -30,8 +30,9 @@
  * Per k the tile loads NV vectors of B and broadcasts MR values of A for MR*NV FMAs
  * (4 + 3 loads per 12 FMAs on AVX2, within the two load ports' budget).
  *
- * Edge tiles (fewer than MR channels or NR pixels) are computed in full into a
- * local tile -- the packed zero columns and the re-read rows are harmless -- and only
+ * Edge tiles (fewer than MR channels or NR pixels) are computed into a local tile
+ * -- 1, 2 or 3 vectors wide, whichever covers the pixels (a 7x7 image is 24+24+1
+ * pixels); the packed zero columns and the re-read rows are harmless -- and only
  * the valid part is copied out (pyconv_ukr_*_edge).
  */
 #ifndef PYCONV_UKERNEL_H
@@ -124,7 +125,9 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
     V c##m##_0 = (V){0}, c##m##_1 = (V){0}, c##m##_2 = (V){0};
 #define PYCONV_ACC_FMA(m)                                                          \
     { V a = BCAST(a##m + k);                                                       \
-      c##m##_0 += a * b0; c##m##_1 += a * b1; c##m##_2 += a * b2; }
+      c##m##_0 += a * b0;                                                          \
+      if (nv > 1) c##m##_1 += a * b1;                                              \
+      if (nv > 2) c##m##_2 += a * b2; }
 #define PYCONV_STORE1(m, v)                                                        \
     { VU *p = (VU *)(C + m * ldc + v * VL);                                        \
       V r = accumulate ? *p + c##m##_##v : c##m##_##v;                             \
@@ -132,23 +135,29 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
       *p = r; }
 #define PYCONV_ACC_STORE(m)                                                        \
     { V bm = bias ? (V){0} + bias[m] : (V){0};                                     \
-      PYCONV_STORE1(m, 0) PYCONV_STORE1(m, 1) PYCONV_STORE1(m, 2) }
+      PYCONV_STORE1(m, 0)                                                          \
+      if (nv > 1) PYCONV_STORE1(m, 1)                                              \
+      if (nv > 2) PYCONV_STORE1(m, 2) }
 #define PYCONV_UKR_BODY                                                            \
     PYCONV_ROWS(PYCONV_ACC_DECL)                                                   \
     for (int64_t k = 0; k < kc; k++) {                                             \
         const S *bk = B + k * ldb;                                                 \
-        V b0 = *(const V *)bk, b1 = *(const V *)(bk + VL), b2 = *(const V *)(bk + 2 * VL); \
+        V b0 = *(const V *)bk, b1 = b0, b2 = b0;                                   \
+        if (nv > 1) b1 = *(const V *)(bk + VL);                                    \
+        if (nv > 2) b2 = *(const V *)(bk + 2 * VL);                                \
         PYCONV_ROWS(PYCONV_ACC_FMA)                                                \
     }                                                                              \
     V lov = (V){0} + lo, hiv = (V){0} + hi;                                        \
     PYCONV_ROWS(PYCONV_ACC_STORE)
 
-/* The full tile, C (+)= A * B on MR x NR; mr < MR only when called by the edge
- * variant (into its local tile). */
+/* The tile, C (+)= A * B on MR rows x nv vectors (nv = 3: the full NR); mr < MR
+ * and nv < 3 only when called by the edge variant, into its local tile. nv is a
+ * constant at every call, so each call site compiles to its own unrolled loop. */
 static inline void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int64_t lda,
                                        const float *restrict B, int64_t ldb,
                                        float *restrict C, int64_t ldc, int accumulate,
-                                       const float *bias, float lo, float hi, int64_t mr)
+                                       const float *bias, float lo, float hi, int64_t mr,
+                                       const int nv)
 {
     typedef float S;
     typedef pyconv_vf V;
@@ -164,7 +173,8 @@ static inline void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int6
 static inline void pyconv_ukr_f64_rows(int64_t kc, const double *restrict A, int64_t lda,
                                        const double *restrict B, int64_t ldb,
                                        double *restrict C, int64_t ldc, int accumulate,
-                                       const double *bias, double lo, double hi, int64_t mr)
+                                       const double *bias, double lo, double hi, int64_t mr,
+                                       const int nv)
 {
     typedef double S;
     typedef pyconv_vd V;
@@ -181,21 +191,27 @@ static inline void pyconv_ukr_f32(int64_t kc, const float *A, int64_t lda, const
                                   int64_t ldb, float *C, int64_t ldc, int accumulate,
                                   const float *bias, float lo, float hi)
 {
-    pyconv_ukr_f32_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR);
+    pyconv_ukr_f32_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR, 3);
 }
 
 static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, const double *B,
                                   int64_t ldb, double *C, int64_t ldc, int accumulate,
                                   const double *bias, double lo, double hi)
 {
-    pyconv_ukr_f64_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR);
+    pyconv_ukr_f64_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR, 3);
 }
 
 /* Edge tile: only the first mr rows and nr columns of C exist. The same arithmetic
  * as the full tile, in the same order: C + sum, + bias, clamp. */
 #define PYCONV_UKR_EDGE(T, NR, ROWS)                                               \
     T tile[PYCONV_MR * NR] __attribute__((aligned(PYCONV_ALIGN)));                 \
-    ROWS(kc, A, lda, B, ldb, tile, NR, 0, (const T *)0, lo, hi, mr);               \
+    const int64_t vl = PYCONV_VBYTES / sizeof(T);                                  \
+    if (nr <= vl)          /* a narrow tile: 1 or 2 vectors wide, not 3 */         \
+        ROWS(kc, A, lda, B, ldb, tile, NR, 0, (const T *)0, lo, hi, mr, 1);        \
+    else if (nr <= 2 * vl)                                                         \
+        ROWS(kc, A, lda, B, ldb, tile, NR, 0, (const T *)0, lo, hi, mr, 2);        \
+    else                                                                           \
+        ROWS(kc, A, lda, B, ldb, tile, NR, 0, (const T *)0, lo, hi, mr, 3);        \
     for (int64_t m = 0; m < mr; m++)                                               \
         for (int64_t j = 0; j < nr; j++) {                                         \
             T r = accumulate ? C[m * ldc + j] + tile[m * NR + j] : tile[m * NR + j]; \
