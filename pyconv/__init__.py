@@ -17,6 +17,7 @@ from pyconv._version import __version__
 __all__ = [
     "__version__", "functional", "nn", "models",
     "set_num_threads", "get_num_threads", "num_threads", "openmp_enabled", "show_config",
+    "get_include",
     "conv_output_size", "conv_transpose_output_size", "pool_output_size", "conv_param_count",
 ]
 
@@ -102,6 +103,16 @@ def show_config(file=None):
     for key, value in info.items():
         print(f"{key:>18}: {value}", file=file)
     return info
+
+
+def get_include():
+    """The directory holding pyconv's ``.pxd`` and ``.h`` files (the package directory),
+    for building Cython extensions against its C API (``pyconv/capi.pxd``).
+
+    Headers: ``Extension(..., include_dirs=[pyconv.get_include()])``; ``cimport
+    pyconv.capi``: ``cythonize(..., include_path=[os.path.dirname(pyconv.get_include())])``.
+    """
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,8 +208,8 @@ from pyconv import functional  # noqa: E402  (after the helpers it does not need
 
 
 def __getattr__(name):
-    """``pyconv.nn`` and ``pyconv.models`` are imported on first use (PEP 562)."""
-    if name in ("nn", "models"):
+    """``pyconv.nn``, ``pyconv.models`` and ``pyconv.onnx`` are imported on first use (PEP 562)."""
+    if name in ("nn", "models", "onnx"):
         import importlib
 
         return importlib.import_module(f"pyconv.{name}")
