@@ -294,3 +294,31 @@ def c_api():
         "conv2d_f32": PyCapsule_New(<void*>igemm_conv2d[float], b"pyconv.igemm_conv2d_f32", NULL),
         "conv2d_f64": PyCapsule_New(<void*>igemm_conv2d[double], b"pyconv.igemm_conv2d_f64", NULL),
     }
+
+
+def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out,
+                         Py_ssize_t groups, Py_ssize_t u0, Py_ssize_t du,
+                         Py_ssize_t v0, Py_ssize_t dv):
+    """One stride phase of transposed-convolution weights as correlation weights:
+    out[g*C_out_g + o, c, j, l] = w[g*C_in_g + c, o, u0 + j*du, v0 + l*dv]
+    for w (C_in, C_out/groups, kh, kw) and out (C_out, C_in/groups, th, tw); du, dv may
+    be negative (the taps in reverse). One sequential pass over w (its rows are read
+    in order, the small output rows written in place) -- NumPy's fancy indexing with
+    a transpose took several times longer than the GEMM it feeds."""
+    cdef Py_ssize_t c_all = w.shape[0], c_out_g = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t c_in_g = c_all // groups, th = out.shape[2], tw = out.shape[3]
+    if (out.shape[0] != c_out_g * groups or out.shape[1] != c_in_g or c_all % groups
+            or u0 < 0 or u0 >= kh or u0 + (th - 1) * du < 0 or u0 + (th - 1) * du >= kh
+            or v0 < 0 or v0 >= kw or v0 + (tw - 1) * dv < 0 or v0 + (tw - 1) * dv >= kw):
+        raise ValueError("gather_phase_weights: inconsistent shapes or taps")
+    cdef const floating* src
+    cdef floating* dst
+    cdef Py_ssize_t i, o, j, l
+    with nogil:
+        for i in range(c_all):
+            for o in range(c_out_g):
+                src = &w[i, o, 0, 0]
+                dst = &out[(i // c_in_g) * c_out_g + o, i % c_in_g, 0, 0]
+                for j in range(th):
+                    for l in range(tw):
+                        dst[j * tw + l] = src[(u0 + j * du) * kw + v0 + l * dv]

@@ -282,10 +282,8 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     """
     n, c_in = x4.shape[:2]
     c_out_g, kh, kw = w4.shape[1:]
-    # (C_in, C_out/g, kh, kw) viewed as (groups, C_in/g, C_out/g, kh, kw): each phase
-    # copies its taps, transposed to correlation weights (C_out, C_in/g, th, tw), in
-    # one pass -- the weights are read once per phase and never transposed whole.
-    wg = w4.reshape(groups, c_in // groups, c_out_g, kh, kw)
+    # Each phase gathers its taps of the (C_in, C_out/g, kh, kw) weights, transposed to
+    # correlation weights (C_out, C_in/g, th, tw), in one pass over the weights.
     (sh, sw), (dh, dw) = stride, dilation
     (ph, pw) = pads
     oh_n, ow_n = y4.shape[2:]
@@ -298,8 +296,10 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
                 target[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
                 continue
             (taps_h, pad_h, dil_h), (taps_w, pad_w, dil_w) = rows, cols
-            sub = np.ascontiguousarray(wg[:, :, :, taps_h, taps_w].transpose(0, 2, 1, 3, 4))
-            sub = sub.reshape(groups * c_out_g, c_in // groups, *sub.shape[3:])
+            sub = np.empty((groups * c_out_g, c_in // groups,
+                            len(range(kh)[taps_h]), len(range(kw)[taps_w])), y4.dtype)
+            _dispatch.kernels.gather_phase_weights(w4, sub, groups, taps_h.start, taps_h.step,
+                                                   taps_w.start, taps_w.step)
             phase = np.empty(target.shape, y4.dtype)
             _dispatch.kernels.conv2d_igemm(x4, sub, bc, phase, 1, 1, pad_h, pad_w,
                                            dil_h, dil_w, groups, clamp[0], clamp[1], threads)
