@@ -79,6 +79,19 @@ def openmp_enabled():
     return _threads.openmp_enabled()
 
 
+def _openmp_runtime():
+    """Path of the OpenMP runtime library loaded in this process (Linux), or a note."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if any(name in path for name in ("libgomp", "libomp", "libiomp")):
+                    return path
+    except OSError:
+        pass
+    return "unknown" if _threads.openmp_enabled() else "none (serial build)"
+
+
 def show_config(file=None):
     """Print (and return as a dict) the build configuration: version, compiler and flags,
     OpenMP, threads, kernel set."""
@@ -96,6 +109,7 @@ def show_config(file=None):
         "num_threads": get_num_threads(),
         "serial_after_fork": _threads.serial_after_fork(),
         "num_procs": _threads.num_procs(),
+        "openmp_runtime": _openmp_runtime(),
         "kernels": _dispatch.name,
         "kernels_supported": ", ".join(_dispatch.supported()),
         "cpu_features": ", ".join(k for k, v in _threads.cpu_features().items() if v) or "baseline",

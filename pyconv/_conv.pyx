@@ -13,35 +13,52 @@ convolution is the adjoint of that map with respect to x.
 Data flow:
 
     conv2d_forward(x, w, b, y, ...)          def: shape checks, then releases the GIL
-      '- prange over work units              unit = (image, output channel, block of rows);
-           |                                 each output element is owned by one unit,
-           |                                 summed in one fixed order: results are
-           |                                 bitwise identical for any thread count
-           '- _corr_rows                     one output row at a time, kept in L1:
-                for c, u: input row read in place (no im2col, no padded copy)
-                  for v: _axpy  row[a:e] += w * x[...]
-                         ([a, e): the columns tap v reads inside the input, a
-                         table computed once per call -- no division per row)
-                then the output pass: + bias, clamp
+      '- _conv2d_direct                      cdef nogil, raw pointers (also behind the C API)
+           '- prange over work units         unit = (image, output channel, block of rows);
+                |                            each output element is owned by one unit,
+                |                            summed in one fixed order: results are
+                |                            bitwise identical for any thread count
+                '- _corr_rows                one output row at a time, kept in L1:
+                     for c, u: input row read in place (no im2col, no padded copy)
+                       for v: _axpy  row[a:e] += w * x[...]
+                              ([a, e): the columns tap v reads inside the input, a
+                              table computed once per call -- no division per row)
+                     then the output pass: + bias, clamp
 
-The row kernels are where register-blocked micro-kernels slot in later; the Python
-layer (pyconv.functional) only sees the def entry points below.
+C API (declared in _conv.pxd, documented in capi.pxd): conv2d_f32/f64 check their
+arguments and run the implicit-GEMM kernel of the kernel set chosen at import (a
+function pointer taken from its capsule) when a group has >= 8 output channels, the
+direct kernel above otherwise -- the choice functional's algorithm='auto' makes;
+conv_transpose2d_f32/f64 run the direct transposed kernel.
 """
 
+from libc.stdlib cimport calloc, free, malloc
 from cython cimport floating
 from cython.parallel cimport prange
-import numpy as np
+from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from pyconv._common cimport rows_per_unit, tap_range
+from pyconv._kernels cimport conv2d_f32_fn, conv2d_f64_fn
+
+cdef extern from "_openmp.h" nogil:
+    int omp_get_max_threads()
+
+# Below this many output channels per group a GEMM tile would be mostly padding
+# (pyconv.functional._GEMM_MIN_CHANNELS, the same rule).
+cdef enum:
+    GEMM_MIN_CHANNELS = 8
 
 
-def _tap_table(Py_ssize_t kw, Py_ssize_t dw, Py_ssize_t pw, Py_ssize_t s,
-               Py_ssize_t n_i, Py_ssize_t n_j):
-    """For each kernel column v: [lo, hi) = the i < n_i with 0 <= i*s + v*dw - pw < n_j."""
-    cdef Py_ssize_t[:, ::1] table = np.empty((kw, 2), np.intp)
+cdef Py_ssize_t* _tap_table(Py_ssize_t kw, Py_ssize_t dw, Py_ssize_t pw, Py_ssize_t s,
+                            Py_ssize_t n_i, Py_ssize_t n_j) noexcept nogil:
+    """For each kernel column v: [t[2v], t[2v+1]) = the i < n_i with 0 <= i*s + v*dw - pw < n_j.
+
+    A malloc'd table (the caller frees it), NULL when out of memory."""
+    cdef Py_ssize_t* table = <Py_ssize_t*>malloc(2 * kw * sizeof(Py_ssize_t))
     cdef Py_ssize_t v
-    for v in range(kw):
-        tap_range(v * dw - pw, s, n_i, n_j, &table[v, 0], &table[v, 1])
+    if table != NULL:
+        for v in range(kw):
+            tap_range(v * dw - pw, s, n_i, n_j, &table[2 * v], &table[2 * v + 1])
     return table
 
 
@@ -151,12 +168,228 @@ cdef void _tconv_rows(const floating* x, const floating* w, Py_ssize_t w_cstride
         _output_pass(row, ow_n, b, lo, hi)
 
 
+cdef int _conv2d_direct(const floating* xp, const floating* wp, const floating* bp, floating* yp,
+                        Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
+                        Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                        Py_ssize_t oh_n, Py_ssize_t ow_n,
+                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                        floating lo, floating hi, int num_threads) noexcept nogil:
+    """Direct correlation on raw C-contiguous arrays, the argument order of
+    igemm_conv2d (pyconv/_kernels.pxd). Arguments must be valid; 0, or -1 when the
+    tap table cannot be allocated (y untouched)."""
+    cdef Py_ssize_t c_in = c_all // groups, c_out_g = c_out // groups
+    cdef Py_ssize_t* taps = _tap_table(kw, dw, pw, sw, ow_n, wd)
+    if taps == NULL:
+        return -1
+    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
+    for unit in prange(n_img * c_out * blocks, num_threads=num_threads, schedule="dynamic"):
+        plane = unit // blocks
+        n = plane // c_out
+        o = plane % c_out
+        g = o // c_out_g
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _corr_rows(xp + (n * c_all + g * c_in) * h * wd, wp + o * c_in * kh * kw, bp[o],
+                   yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
+                   sh, sw, ph, pw, dh, dw, lo, hi, taps)
+    free(taps)
+    return 0
+
+
+cdef int _conv_transpose2d_direct(const floating* xp, const floating* wp, const floating* bp,
+                                  floating* yp, Py_ssize_t n_img, Py_ssize_t c_all,
+                                  Py_ssize_t h, Py_ssize_t wd, Py_ssize_t c_out,
+                                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                                  floating lo, floating hi, int num_threads) noexcept nogil:
+    """Direct transposed convolution on raw C-contiguous arrays: x (n_img, c_all, h, wd),
+    w (c_all, c_out/groups, kh, kw), y (n_img, c_out, oh_n, ow_n). Arguments must be
+    valid; 0, or -1 when the tap table cannot be allocated (y untouched)."""
+    cdef Py_ssize_t c_in = c_all // groups, c_out_g = c_out // groups
+    cdef Py_ssize_t w_cstride = c_out_g * kh * kw  # from filter (c, oo) to (c + 1, oo)
+    cdef Py_ssize_t* taps = _tap_table(kw, dw, pw, sw, wd, ow_n)
+    if taps == NULL:
+        return -1
+    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
+    for unit in prange(n_img * c_out * blocks, num_threads=num_threads, schedule="dynamic"):
+        plane = unit // blocks
+        n = plane // c_out
+        o = plane % c_out
+        g = o // c_out_g
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _tconv_rows(xp + (n * c_all + g * c_in) * h * wd,
+                    wp + (g * c_in * c_out_g + o % c_out_g) * kh * kw, w_cstride, bp[o],
+                    yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
+                    sh, sw, ph, pw, dh, dw, lo, hi, taps)
+    free(taps)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# C API (pyconv/_conv.pxd; the contract is written in pyconv/capi.pxd)
+# ---------------------------------------------------------------------------------------
+
+# The GEMM kernels of the kernel set chosen at import (pyconv._dispatch), taken from
+# its capsules; NULL (then the direct kernel runs) until _bind_gemm succeeds.
+cdef conv2d_f32_fn _gemm_f32 = NULL
+cdef conv2d_f64_fn _gemm_f64 = NULL
+_gemm_kernel_set = None
+
+
+def _bind_gemm(kernels):
+    """Point the C API's GEMM path at ``kernels`` (a pyconv._kernels_<set> module)."""
+    global _gemm_f32, _gemm_f64, _gemm_kernel_set
+    api = kernels.c_api()
+    _gemm_f32 = <conv2d_f32_fn>PyCapsule_GetPointer(api["conv2d_f32"], b"pyconv.igemm_conv2d_f32")
+    _gemm_f64 = <conv2d_f64_fn>PyCapsule_GetPointer(api["conv2d_f64"], b"pyconv.igemm_conv2d_f64")
+    _gemm_kernel_set = kernels.KERNEL_SET
+
+
+def c_api_kernel_set():
+    """The kernel set whose GEMM kernel the C API (conv2d_f32/f64) uses: the one
+    pyconv._dispatch chose at import (pyconv._dispatch.use() does not change it)."""
+    return _gemm_kernel_set
+
+
+cdef inline int _thread_count(int num_threads) noexcept nogil:
+    """num_threads, or OpenMP's own setting (OMP_NUM_THREADS ...) when it is <= 0."""
+    if num_threads > 0:
+        return num_threads
+    num_threads = omp_get_max_threads()
+    return num_threads if num_threads > 0 else 1
+
+
+cdef inline bint _bad_conv_args(Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
+                                Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                                Py_ssize_t oh_n, Py_ssize_t ow_n,
+                                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups) noexcept nogil:
+    return (n_img < 0 or groups < 1 or c_all < groups or h < 1 or wd < 1 or c_out < groups
+            or kh < 1 or kw < 1 or oh_n < 1 or ow_n < 1 or sh < 1 or sw < 1
+            or ph < 0 or pw < 0 or dh < 1 or dw < 1 or c_all % groups or c_out % groups)
+
+
+cdef int _conv2d_api(const floating* x, const floating* w, const floating* bias, floating* y,
+                     Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w_in,
+                     Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh, Py_ssize_t ow,
+                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                     Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                     floating lo, floating hi, int num_threads) noexcept nogil:
+    if _bad_conv_args(n, c_in, h, w_in, c_out, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups):
+        return -2
+    if n == 0:
+        return 0
+    cdef floating* zeros = NULL
+    cdef int status
+    if bias == NULL:  # no bias: zeros, as functional passes them
+        zeros = <floating*>calloc(c_out, sizeof(floating))
+        if zeros == NULL:
+            return -1
+        bias = zeros
+    num_threads = _thread_count(num_threads)
+    if c_out // groups >= GEMM_MIN_CHANNELS and (_gemm_f32 != NULL if floating is float
+                                                 else _gemm_f64 != NULL):
+        if floating is float:
+            status = _gemm_f32(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                               sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+        else:
+            status = _gemm_f64(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                               sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+    else:
+        status = _conv2d_direct(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                                sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+    free(zeros)
+    return status
+
+
+cdef int _conv_transpose2d_api(const floating* x, const floating* w, const floating* bias,
+                               floating* y, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h,
+                               Py_ssize_t w_in, Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                               Py_ssize_t oh, Py_ssize_t ow,
+                               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                               Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                               floating lo, floating hi, int num_threads) noexcept nogil:
+    if _bad_conv_args(n, c_in, h, w_in, c_out, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw, groups):
+        return -2
+    if n == 0:
+        return 0
+    cdef floating* zeros = NULL
+    cdef int status
+    if bias == NULL:
+        zeros = <floating*>calloc(c_out, sizeof(floating))
+        if zeros == NULL:
+            return -1
+        bias = zeros
+    status = _conv_transpose2d_direct(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                                      sh, sw, ph, pw, dh, dw, groups, lo, hi,
+                                      _thread_count(num_threads))
+    free(zeros)
+    return status
+
+
+cdef int conv2d_f32(const float* x, const float* w, const float* bias, float* y,
+                    Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w_in,
+                    Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh, Py_ssize_t ow,
+                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                    float lo, float hi, int num_threads) noexcept nogil:
+    return _conv2d_api(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                       sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+
+
+cdef int conv2d_f64(const double* x, const double* w, const double* bias, double* y,
+                    Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w_in,
+                    Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh, Py_ssize_t ow,
+                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                    double lo, double hi, int num_threads) noexcept nogil:
+    return _conv2d_api(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                       sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+
+
+cdef int conv_transpose2d_f32(const float* x, const float* w, const float* bias, float* y,
+                              Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w_in,
+                              Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                              Py_ssize_t oh, Py_ssize_t ow,
+                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                              Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                              float lo, float hi, int num_threads) noexcept nogil:
+    return _conv_transpose2d_api(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                                 sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+
+
+cdef int conv_transpose2d_f64(const double* x, const double* w, const double* bias, double* y,
+                              Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w_in,
+                              Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                              Py_ssize_t oh, Py_ssize_t ow,
+                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                              Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                              double lo, double hi, int num_threads) noexcept nogil:
+    return _conv_transpose2d_api(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                                 sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+
+
+# ---------------------------------------------------------------------------------------
+# Python entries (pyconv.functional)
+# ---------------------------------------------------------------------------------------
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] bias, floating[:, :, :, ::1] y,
                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                    Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
                    double lo, double hi, int num_threads):
-    """y = clamp(bias + correlation(x, w), lo, hi), written in place.
+    """y = clamp(bias + correlation(x, w), lo, hi), written in place (the direct kernel).
 
     x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), bias (C_out,), y (N, C_out, OH, OW);
     ph, pw are the leading zero pads. All arrays non-empty; the caller has checked
@@ -168,28 +401,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
             or c_in * groups != c_all or c_out % groups != 0):
         raise ValueError("conv2d_forward: inconsistent shapes")
-    cdef Py_ssize_t c_out_g = c_out // groups
-    cdef Py_ssize_t[:, ::1] taps = _tap_table(kw, dw, pw, sw, ow_n, wd)
-    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
-    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* wp = &w[0, 0, 0, 0]
-    cdef const floating* bp = &bias[0]
-    cdef floating* yp = &y[0, 0, 0, 0]
-    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
-    for unit in prange(n_img * c_out * blocks, nogil=True, num_threads=num_threads,
-                       schedule="dynamic"):
-        plane = unit // blocks
-        n = plane // c_out
-        o = plane % c_out
-        g = o // c_out_g
-        oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
-        _corr_rows(xp + (n * c_all + g * c_in) * h * wd, wp + o * c_in * kh * kw, bp[o],
-                   yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
-                   sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi, &taps[0, 0])
+    cdef int status
+    with nogil:
+        status = _conv2d_direct(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0], &y[0, 0, 0, 0],
+                                n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
+                                sh, sw, ph, pw, dh, dw, groups, <floating>lo, <floating>hi,
+                                num_threads)
+    if status != 0:
+        raise MemoryError("conv2d_forward: cannot allocate the tap table")
 
 
 def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -209,27 +428,16 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x, const floating[:, :
     if (y.shape[0] != n_img or w.shape[0] != c_all or c_all % groups != 0
             or c_out_g * groups != c_out or bias.shape[0] != c_out):
         raise ValueError("conv_transpose2d_forward: inconsistent shapes")
-    cdef Py_ssize_t c_in = c_all // groups
-    cdef Py_ssize_t w_cstride = c_out_g * kh * kw  # from filter (c, oo) to (c + 1, oo)
-    cdef Py_ssize_t[:, ::1] taps = _tap_table(kw, dw, pw, sw, wd, ow_n)
-    cdef Py_ssize_t rows = rows_per_unit(n_img * c_out, oh_n, num_threads)
-    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* wp = &w[0, 0, 0, 0]
-    cdef const floating* bp = &bias[0]
-    cdef floating* yp = &y[0, 0, 0, 0]
-    cdef Py_ssize_t unit, plane, n, o, g, oh0, oh1
-    for unit in prange(n_img * c_out * blocks, nogil=True, num_threads=num_threads,
-                       schedule="dynamic"):
-        plane = unit // blocks
-        n = plane // c_out
-        o = plane % c_out
-        g = o // c_out_g
-        oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
-        _tconv_rows(xp + (n * c_all + g * c_in) * h * wd,
-                    wp + (g * c_in * c_out_g + o % c_out_g) * kh * kw, w_cstride, bp[o],
-                    yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
-                    sh, sw, ph, pw, dh, dw, <floating>lo, <floating>hi, &taps[0, 0])
+    cdef int status
+    with nogil:
+        status = _conv_transpose2d_direct(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0],
+                                          &y[0, 0, 0, 0], n_img, c_all, h, wd, c_out, kh, kw,
+                                          oh_n, ow_n, sh, sw, ph, pw, dh, dw, groups,
+                                          <floating>lo, <floating>hi, num_threads)
+    if status != 0:
+        raise MemoryError("conv_transpose2d_forward: cannot allocate the tap table")
+
+
+from pyconv import _dispatch  # noqa: E402  (after the definitions; imports _threads only)
+
+_bind_gemm(_dispatch.kernels)

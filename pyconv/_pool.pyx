@@ -11,36 +11,53 @@ of padding only yields 0 (index -1) -- never -inf or NaN. Max: NaN is the maximu
 any window holding one and its index points at it (the last NaN in row-major order,
 as PyTorch's CPU kernel does); indices are flat positions ih*W + iw in the plane.
 
-Data flow: def entry (checks, column tables, releases the GIL) -> prange over
-(plane, row block) units, each output element owned by one unit (bitwise identical
-for any thread count) -> per output row, one pass per kernel tap over the row's
-output columns that tap reads inside the input (no per-element bounds checks; the
-stride-1 passes vectorise).
+Data flow: def entry (checks, releases the GIL) -> cdef nogil function on raw
+pointers (the same one behind the C API: column tables malloc'd once per call) ->
+prange over (plane, row block) units, each output element owned by one unit
+(bitwise identical for any thread count) -> per output row, one pass per kernel tap
+over the row's output columns that tap reads inside the input (no per-element
+bounds checks; the stride-1 passes vectorise).
+
+C API: _pool.pxd declares max_pool2d / avg_pool2d / adaptive_avg_pool2d /
+adaptive_max_pool2d for float (_f32) and double (_f64); the contract is in capi.pxd.
 """
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 from cython cimport floating
-import numpy as np
 from cython.parallel cimport prange
 
 from pyconv._common cimport rows_per_unit, tap_range
 
+cdef extern from "_openmp.h" nogil:
+    int omp_get_max_threads()
 
-def _column_tables(Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kw, Py_ssize_t sw,
-                   Py_ssize_t pw, Py_ssize_t pw_end, Py_ssize_t dw):
-    """Per tap v: the output columns [lo, hi) where it reads real input; per output
-    column: how many taps read real input, how many read the padded input, and the
-    first real input column it reads (-1 if none).
+
+cdef Py_ssize_t* _column_tables(Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kw, Py_ssize_t sw,
+                                Py_ssize_t pw, Py_ssize_t pw_end, Py_ssize_t dw) noexcept nogil:
+    """One malloc'd block (the caller frees it; NULL when out of memory) of five tables:
+
+        [0, kw)        lo[v]           per tap v, the output columns [lo, hi) where it
+        [kw, 2kw)      hi[v]           reads real input
+        then ow_n each cols_in[ow]     per output column: how many taps read real input,
+                       cols_padded[ow] how many read the padded input,
+                       first_col[ow]   the first real input column it reads (-1 if none)
 
     Computed once per call (the divisions stay out of the per-element loops) and
     shared by every plane and row."""
-    cdef Py_ssize_t[::1] lo = np.empty(kw, np.intp)
-    cdef Py_ssize_t[::1] hi = np.empty(kw, np.intp)
-    cdef Py_ssize_t[::1] cols_in = np.zeros(ow_n, np.intp)
-    cdef Py_ssize_t[::1] cols_padded = np.empty(ow_n, np.intp)
-    cdef Py_ssize_t[::1] first_col = np.full(ow_n, -1, np.intp)
+    cdef Py_ssize_t* t = <Py_ssize_t*>malloc((2 * kw + 3 * ow_n) * sizeof(Py_ssize_t))
+    if t == NULL:
+        return NULL
+    cdef Py_ssize_t* lo = t
+    cdef Py_ssize_t* hi = t + kw
+    cdef Py_ssize_t* cols_in = t + 2 * kw
+    cdef Py_ssize_t* cols_padded = cols_in + ow_n
+    cdef Py_ssize_t* first_col = cols_padded + ow_n
     cdef Py_ssize_t v, ow, a, e
+    for ow in range(ow_n):
+        cols_in[ow] = 0
+        first_col[ow] = -1
     for v in range(kw - 1, -1, -1):  # backwards: the last write is the first tap
         tap_range(v * dw - pw, sw, ow_n, wd, &a, &e)
         for ow in range(a, e):
@@ -54,7 +71,7 @@ def _column_tables(Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kw, Py_ssize_t sw,
     for ow in range(ow_n):
         tap_range(ow * sw, dw, kw, wd + pw + pw_end, &a, &e)  # taps inside the padded row
         cols_padded[ow] = e - a
-    return lo, hi, cols_in, cols_padded, first_col
+    return t
 
 
 cdef void _max_rows(const floating* x, floating* y, int64_t* idx,
@@ -198,6 +215,191 @@ cdef void _adaptive_rows(const floating* x, floating* y, int64_t* idx, bint is_m
             y[oh * ow_n + ow] = acc
 
 
+cdef int _max_pool2d(const floating* xp, floating* yp, int64_t* ip,
+                     Py_ssize_t planes, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                     int num_threads) noexcept nogil:
+    """Max pooling of planes xp (planes, h, wd) into yp (planes, oh_n, ow_n), indices
+    into ip (same shape) unless NULL. Arguments must be valid; 0, or -1 when the
+    column tables cannot be allocated (nothing written)."""
+    cdef Py_ssize_t* t = _column_tables(wd, ow_n, kw, sw, pw, 0, dw)
+    if t == NULL:
+        return -1
+    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef Py_ssize_t unit, p, oh0, oh1
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+        p = unit // blocks
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _max_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
+                  NULL if ip == NULL else ip + p * oh_n * ow_n,
+                  h, wd, oh0, oh1, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
+                  t, t + kw, t + 2 * kw, t + 2 * kw + 2 * ow_n)
+    free(t)
+    return 0
+
+
+cdef int _avg_pool2d(const floating* xp, floating* yp,
+                     Py_ssize_t planes, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t oh_n, Py_ssize_t ow_n,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ph_end, Py_ssize_t pw_end,
+                     Py_ssize_t dh, Py_ssize_t dw, bint count_include_pad,
+                     Py_ssize_t divisor_override, int num_threads) noexcept nogil:
+    """Average pooling of planes xp (planes, h, wd) into yp (planes, oh_n, ow_n).
+    Arguments must be valid; 0, or -1 when the column tables cannot be allocated."""
+    cdef Py_ssize_t* t = _column_tables(wd, ow_n, kw, sw, pw, pw_end, dw)
+    if t == NULL:
+        return -1
+    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef Py_ssize_t unit, p, oh0, oh1
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+        p = unit // blocks
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _avg_rows(xp + p * h * wd, yp + p * oh_n * ow_n, h, wd, oh0, oh1, ow_n,
+                  kh, kw, sh, sw, ph, ph_end, pw, dh, dw,
+                  t, t + kw, t + 2 * kw, t + 2 * kw + ow_n,
+                  count_include_pad, divisor_override)
+    free(t)
+    return 0
+
+
+cdef int _adaptive_pool2d(const floating* xp, floating* yp, int64_t* ip, bint is_max,
+                          Py_ssize_t planes, Py_ssize_t h, Py_ssize_t wd,
+                          Py_ssize_t oh_n, Py_ssize_t ow_n, int num_threads) noexcept nogil:
+    """Adaptive average (is_max False) or max pooling of xp (planes, h, wd) into
+    yp (planes, oh_n, ow_n); indices into ip (max only) unless NULL. Always 0."""
+    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
+    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
+    cdef Py_ssize_t unit, p, oh0, oh1
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+        p = unit // blocks
+        oh0 = (unit % blocks) * rows
+        oh1 = oh0 + rows
+        if oh1 > oh_n:
+            oh1 = oh_n
+        _adaptive_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
+                       NULL if ip == NULL else ip + p * oh_n * ow_n, is_max,
+                       h, wd, oh0, oh1, oh_n, ow_n)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# C API (pyconv/_pool.pxd; the contract is written in pyconv/capi.pxd)
+# ---------------------------------------------------------------------------------------
+
+cdef inline int _thread_count(int num_threads) noexcept nogil:
+    """num_threads, or OpenMP's own setting (OMP_NUM_THREADS ...) when it is <= 0."""
+    if num_threads > 0:
+        return num_threads
+    num_threads = omp_get_max_threads()
+    return num_threads if num_threads > 0 else 1
+
+
+cdef inline bint _bad_planes(Py_ssize_t planes, Py_ssize_t h, Py_ssize_t wd,
+                             Py_ssize_t oh_n, Py_ssize_t ow_n) noexcept nogil:
+    return planes < 0 or h < 1 or wd < 1 or oh_n < 1 or ow_n < 1
+
+
+cdef inline bint _bad_window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                             Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                             Py_ssize_t dw) noexcept nogil:
+    return kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1
+
+
+cdef int max_pool2d_f32(const float* x, float* y, int64_t* indices,
+                        Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                        int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw):
+        return -2
+    return _max_pool2d(x, y, indices, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                       _thread_count(num_threads))
+
+
+cdef int max_pool2d_f64(const double* x, double* y, int64_t* indices,
+                        Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                        int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw):
+        return -2
+    return _max_pool2d(x, y, indices, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
+                       _thread_count(num_threads))
+
+
+cdef int avg_pool2d_f32(const float* x, float* y,
+                        Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ph_end, Py_ssize_t pw_end,
+                        Py_ssize_t dh, Py_ssize_t dw, bint count_include_pad,
+                        Py_ssize_t divisor_override, int num_threads) noexcept nogil:
+    if (_bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw)
+            or ph_end < 0 or pw_end < 0):
+        return -2
+    return _avg_pool2d(x, y, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, ph_end, pw_end,
+                       dh, dw, count_include_pad, divisor_override, _thread_count(num_threads))
+
+
+cdef int avg_pool2d_f64(const double* x, double* y,
+                        Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ph_end, Py_ssize_t pw_end,
+                        Py_ssize_t dh, Py_ssize_t dw, bint count_include_pad,
+                        Py_ssize_t divisor_override, int num_threads) noexcept nogil:
+    if (_bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw)
+            or ph_end < 0 or pw_end < 0):
+        return -2
+    return _avg_pool2d(x, y, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, ph_end, pw_end,
+                       dh, dw, count_include_pad, divisor_override, _thread_count(num_threads))
+
+
+cdef int adaptive_avg_pool2d_f32(const float* x, float* y, Py_ssize_t planes, Py_ssize_t h,
+                                 Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                                 int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow):
+        return -2
+    return _adaptive_pool2d(x, y, NULL, False, planes, h, w, oh, ow, _thread_count(num_threads))
+
+
+cdef int adaptive_avg_pool2d_f64(const double* x, double* y, Py_ssize_t planes, Py_ssize_t h,
+                                 Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                                 int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow):
+        return -2
+    return _adaptive_pool2d(x, y, NULL, False, planes, h, w, oh, ow, _thread_count(num_threads))
+
+
+cdef int adaptive_max_pool2d_f32(const float* x, float* y, int64_t* indices, Py_ssize_t planes,
+                                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                                 int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow):
+        return -2
+    return _adaptive_pool2d(x, y, indices, True, planes, h, w, oh, ow,
+                            _thread_count(num_threads))
+
+
+cdef int adaptive_max_pool2d_f64(const double* x, double* y, int64_t* indices, Py_ssize_t planes,
+                                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+                                 int num_threads) noexcept nogil:
+    if _bad_planes(planes, h, w, oh, ow):
+        return -2
+    return _adaptive_pool2d(x, y, indices, True, planes, h, w, oh, ow,
+                            _thread_count(num_threads))
+
+
+# ---------------------------------------------------------------------------------------
+# Python entries (pyconv.functional)
+# ---------------------------------------------------------------------------------------
+
 def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64_t[:, :, ::1] indices,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -212,23 +414,12 @@ def max_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int64
             indices.shape[0] != planes or indices.shape[1] != oh_n or indices.shape[2] != ow_n)):
         raise ValueError("max_pool2d_forward: inconsistent shapes")
     cdef int64_t* ip = NULL if indices is None else &indices[0, 0, 0]
-    cdef Py_ssize_t[::1] lo, hi, cols_in, cols_padded, first_col
-    lo, hi, cols_in, cols_padded, first_col = _column_tables(wd, ow_n, kw, sw, pw, 0, dw)
-    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
-    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* yp = &y[0, 0, 0]
-    cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, nogil=True, num_threads=num_threads, schedule="dynamic"):
-        p = unit // blocks
-        oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
-        _max_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
-                  NULL if ip == NULL else ip + p * oh_n * ow_n,
-                  h, wd, oh0, oh1, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
-                  &lo[0], &hi[0], &cols_in[0], &first_col[0])
+    cdef int status
+    with nogil:
+        status = _max_pool2d(&x[0, 0, 0], &y[0, 0, 0], ip, planes, h, wd, oh_n, ow_n,
+                             kh, kw, sh, sw, ph, pw, dh, dw, num_threads)
+    if status != 0:
+        raise MemoryError("max_pool2d_forward: cannot allocate the column tables")
 
 
 def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -245,23 +436,13 @@ def avg_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef Py_ssize_t oh_n = y.shape[1], ow_n = y.shape[2]
     if y.shape[0] != planes:
         raise ValueError("avg_pool2d_forward: inconsistent shapes")
-    cdef Py_ssize_t[::1] lo, hi, cols_in, cols_padded, first_col
-    lo, hi, cols_in, cols_padded, first_col = _column_tables(wd, ow_n, kw, sw, pw, pw_end, dw)
-    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
-    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* yp = &y[0, 0, 0]
-    cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, nogil=True, num_threads=num_threads, schedule="dynamic"):
-        p = unit // blocks
-        oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
-        _avg_rows(xp + p * h * wd, yp + p * oh_n * ow_n, h, wd, oh0, oh1, ow_n,
-                  kh, kw, sh, sw, ph, ph_end, pw, dh, dw,
-                  &lo[0], &hi[0], &cols_in[0], &cols_padded[0],
-                  count_include_pad, divisor_override)
+    cdef int status
+    with nogil:
+        status = _avg_pool2d(&x[0, 0, 0], &y[0, 0, 0], planes, h, wd, oh_n, ow_n,
+                             kh, kw, sh, sw, ph, pw, ph_end, pw_end, dh, dw,
+                             count_include_pad, divisor_override, num_threads)
+    if status != 0:
+        raise MemoryError("avg_pool2d_forward: cannot allocate the column tables")
 
 
 def adaptive_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -274,17 +455,6 @@ def adaptive_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
             indices.shape[0] != planes or indices.shape[1] != oh_n or indices.shape[2] != ow_n)):
         raise ValueError("adaptive_pool2d_forward: inconsistent shapes")
     cdef int64_t* ip = NULL if indices is None else &indices[0, 0, 0]
-    cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
-    cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* yp = &y[0, 0, 0]
-    cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, nogil=True, num_threads=num_threads, schedule="dynamic"):
-        p = unit // blocks
-        oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
-        _adaptive_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
-                       NULL if ip == NULL else ip + p * oh_n * ow_n, is_max,
-                       h, wd, oh0, oh1, oh_n, ow_n)
+    with nogil:
+        _adaptive_pool2d(&x[0, 0, 0], &y[0, 0, 0], ip, is_max, planes, h, wd, oh_n, ow_n,
+                         num_threads)

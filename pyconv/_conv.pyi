@@ -1,0 +1,16 @@
+# Stub for the compiled module pyconv._conv (direct correlation / transposed convolution).
+import numpy as np
+from numpy.typing import NDArray
+from types import ModuleType
+from typing import TypeVar, Union
+
+_F = TypeVar("_F", np.float32, np.float64)
+
+def conv2d_forward(x: NDArray[_F], w: NDArray[_F], bias: NDArray[_F], y: NDArray[_F],
+                   sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+                   lo: float, hi: float, num_threads: int) -> None: ...
+def conv_transpose2d_forward(x: NDArray[_F], w: NDArray[_F], bias: NDArray[_F], y: NDArray[_F],
+                             sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+                             lo: float, hi: float, num_threads: int) -> None: ...
+def c_api_kernel_set() -> Union[str, None]: ...
+def _bind_gemm(kernels: ModuleType) -> None: ...

@@ -1,0 +1,17 @@
+# Stub for a compiled kernel-set module pyconv._kernels_<set> (_igemm.pxi compiled with
+# that set's ISA flags; the three modules share this interface).
+import numpy as np
+from numpy.typing import NDArray
+from typing import Any, Dict, TypeVar
+
+_F = TypeVar("_F", np.float32, np.float64)
+
+KERNEL_SET: str
+MR: int
+NR_F32: int
+NR_F64: int
+
+def conv2d_igemm(x: NDArray[_F], w: NDArray[_F], bias: NDArray[_F], y: NDArray[_F],
+                 sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
+                 lo: float, hi: float, num_threads: int) -> None: ...
+def c_api() -> Dict[str, Any]: ...
