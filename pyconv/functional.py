@@ -53,6 +53,10 @@ ALGORITHMS = ("auto", "direct", "gemm")
 # would be mostly padding: depthwise and narrow grouped layers run the direct kernel.
 _GEMM_MIN_CHANNELS = 8
 _NO_CLAMP = (-np.inf, np.inf)
+# Below this many multiply-adds (or window taps) a call runs on one thread: waking a
+# thread team costs microseconds on an idle machine and a scheduler tick (milliseconds)
+# on a busy one, more than the work itself. Results do not depend on the thread count.
+_PARALLEL_MIN_WORK = 1 << 18
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,8 +203,13 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
             kernel_fn = (_dispatch.kernels.conv2d_igemm if algorithm == "gemm"
                          else _conv_kernels.conv2d_forward)
             kernel_fn(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
-                      clamp[0], clamp[1], effective_num_threads())
+                      clamp[0], clamp[1], _threads(y4.size * w4[0].size))
     return _finish(y, out, result)
+
+
+def _threads(work):
+    """Threads for a call doing ``work`` multiply-adds or taps."""
+    return effective_num_threads() if work >= _PARALLEL_MIN_WORK else 1
 
 
 def _hw(values, fill):
@@ -287,7 +296,7 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     (sh, sw), (dh, dw) = stride, dilation
     (ph, pw) = pads
     oh_n, ow_n = y4.shape[2:]
-    threads = effective_num_threads()
+    threads = _threads(x4.size * w4[0].size)
     for rh in range(min(sh, oh_n)):
         for rw in range(min(sw, ow_n)):
             rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
@@ -361,7 +370,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
             else:
                 _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw,
                                                        groups, clamp[0], clamp[1],
-                                                       effective_num_threads())
+                                                       _threads(x4.size * w4[0].size))
     return _finish(y, out, result)
 
 
@@ -441,7 +450,7 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
             (kh, kw), (sh, sw), (dh, dw) = _hw(kernel, 1), _hw(stride, 1), _hw(dilation, 1)
             ph, pw = _hw([p[0] for p in pads], 0)
             _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
-                                     kh, kw, sh, sw, ph, pw, dh, dw, effective_num_threads())
+                                     kh, kw, sh, sw, ph, pw, dh, dw, _threads(y3.size * kh * kw))
     y = _finish(y, out, result)
     return (y, idx) if return_indices else y
 
@@ -491,7 +500,7 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
             (ph, pw), (ph_end, pw_end) = _hw([p[0] for p in pads], 0), _hw([p[1] for p in pads], 0)
             _pool_kernels.avg_pool2d_forward(_planes(x, compute, nd), y3, kh, kw, sh, sw,
                                      ph, pw, ph_end, pw_end, dh, dw, count_include_pad,
-                                     divisor_override or 0, effective_num_threads())
+                                     divisor_override or 0, _threads(y3.size * kh * kw))
     return _finish(y, out, result)
 
 
@@ -539,7 +548,7 @@ def _adaptive_pool(op, nd, input, output_size, is_max, return_indices, out):
     if y3.size:
         _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3,
                                       None if idx is None else idx.reshape(y3.shape),
-                                      is_max, effective_num_threads())
+                                      is_max, _threads(x.size))
     y = _finish(y, out, result)
     return (y, idx) if return_indices else y
 

@@ -35,3 +35,14 @@ def random_array(rng, shape, dtype=np.float64):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _parallel_even_when_small(monkeypatch):
+    """Tests use small shapes; pyconv runs calls below a work threshold on one thread
+    (a performance choice). Lowering it to 0 makes every test exercise the parallel
+    split -- what the thread-count and concurrency tests are about. The threshold
+    itself is tested in test_threads.py::test_small_calls_run_on_one_thread."""
+    import pyconv.functional
+
+    monkeypatch.setattr(pyconv.functional, "_PARALLEL_MIN_WORK", 0)

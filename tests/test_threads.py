@@ -290,3 +290,19 @@ def test_gil_is_released_during_a_long_conv2d():
         else:
             pytest.fail(f"main thread stalled while conv2d ran: (iterations, longest gap s, "
                         f"kernel s) = {attempts}")
+
+
+def test_small_calls_run_on_one_thread(monkeypatch):
+    """Below the work threshold a call takes one thread (no team wake-up), above it all
+    of them; the result is the same either way."""
+    import pyconv.functional as functional
+
+    monkeypatch.setattr(functional, "_PARALLEL_MIN_WORK", 1 << 18)
+    with pyconv.num_threads(2):
+        assert functional._threads(1000) == 1
+        assert functional._threads(1 << 20) == 2
+    x = np.random.default_rng(3).standard_normal((1, 4, 40, 40)).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal((8, 4, 3, 3)).astype(np.float32)
+    small = F.conv2d(x, w, padding=1)                    # 460,800 MACs: parallel
+    monkeypatch.setattr(functional, "_PARALLEL_MIN_WORK", 1 << 30)
+    assert F.conv2d(x, w, padding=1).tobytes() == small.tobytes()  # serial, same bits

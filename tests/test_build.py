@@ -1,0 +1,58 @@
+"""The build without OpenMP: PYCONV_NO_OPENMP=1 builds the same kernels serially, and
+they give bitwise the results of the OpenMP build (run here on one thread and on two).
+
+Slow (it compiles pyconv again, about a minute on 2 cores): `python -m pytest -m slow`.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, pyconv, pyconv.functional as F
+    assert pyconv.__file__.startswith(sys.argv[1]), pyconv.__file__
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 12, 19, 23)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 3, 3)).astype(np.float32)
+    wt = rng.standard_normal((12, 5, 4, 4)).astype(np.float32)
+    outs = [F.conv2d(x, w, None, 1, 1, 1, 2), F.conv2d(x, w, None, 2, (1, 2), 2, 2, algorithm="direct"),
+            F.conv_transpose2d(x, wt, None, 2, 1), F.conv_transpose2d(x, wt, None, 2, 1, algorithm="direct"),
+            *F.max_pool2d(x, 3, 2, 1, return_indices=True), F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
+            F.adaptive_avg_pool2d(x, 5)]
+    np.savez(sys.argv[2], openmp=pyconv.openmp_enabled(), *outs)
+""")
+
+
+def _results(python_path, out_file, threads):
+    env = dict(os.environ, PYTHONPATH=python_path, OMP_NUM_THREADS=str(threads))
+    subprocess.run([sys.executable, "-c", SCRIPT, python_path, out_file], env=env, check=True,
+                   cwd=os.path.dirname(out_file))
+    import numpy as np
+    data = np.load(out_file)
+    return bool(data["openmp"]), [data[k] for k in sorted(data.files) if k.startswith("arr_")]
+
+
+@pytest.mark.slow
+def test_serial_build_matches_the_openmp_build(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.so", "*.c", ".git", "__pycache__", ".hypothesis", "*.egg-info"))
+    env = dict(os.environ, PYCONV_NO_OPENMP="1")
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src,
+                           env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    assert "-fopenmp" not in build.stdout.split("PYCONV_NO_OPENMP")[-1]
+    serial_openmp, serial = _results(str(src), str(tmp_path / "serial.npz"), 2)
+    assert serial_openmp is False
+    for threads in (1, 2):
+        parallel_openmp, parallel = _results(ROOT, str(tmp_path / f"omp{threads}.npz"), threads)
+        assert parallel_openmp is True
+        assert len(serial) == len(parallel) == 8
+        for a, b in zip(serial, parallel):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
