@@ -2,3 +2,4 @@
 set's ISA flags only (see setup.py); pyconv._dispatch imports it when the CPU has them."""
 
 include "_igemm.pxi"
+include "_winograd.pxi"
