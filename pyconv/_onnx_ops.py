@@ -89,7 +89,9 @@ class Node:
 def weight_array(a):
     """A constant weight as a contiguous float32 array (float64 stays float64)."""
     a = np.asarray(a)
-    return np.ascontiguousarray(a, dtype=np.float64 if a.dtype == np.float64 else np.float32)
+    a = np.array(a, dtype=np.float64 if a.dtype == np.float64 else np.float32, order="C")
+    a.flags.writeable = False  # a private constant: lets pyconv cache its Winograd transform
+    return a
 
 
 def _clip_fn(clamp):

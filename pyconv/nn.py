@@ -406,7 +406,8 @@ class Module:
     # -- fusion --------------------------------------------------------------------------
 
     def fuse(self):
-        """Return a fused copy for inference; this module is left unchanged.
+        """Return a fused copy for inference (convolution weights read-only); this
+        module is left unchanged.
 
         In the copy, each BatchNorm right after a convolution is folded into it
         (``w' = w·γ/√(var+eps)``, ``b' = (b−μ)·γ/√(var+eps) + β`` per output channel) and a
@@ -424,6 +425,12 @@ class Module:
                 _fuse_chain(module, list(module._modules), replace_activation=True)
             for chain in module.fuse_chains:
                 _fuse_chain(module, list(chain), replace_activation=False)
+        # The fused copy is for inference: its convolution weights are made read-only,
+        # which lets pyconv.functional cache their Winograd transform (it caches only
+        # arrays that cannot change). Load new weights with load_state_dict.
+        for module in model.modules():
+            if isinstance(module, _ConvNd):
+                module.weight.flags.writeable = False
         return model
 
     # -- repr ----------------------------------------------------------------------------
