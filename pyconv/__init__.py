@@ -52,7 +52,7 @@ def _thread_count(n):
     return n
 
 
-_MAX_THREADS = 4096  # far beyond any machine; keeps the value a C int
+_MAX_THREADS = 256  # beyond any CPU this targets; OpenMP aborts the process when it cannot create threads
 
 
 @contextlib.contextmanager

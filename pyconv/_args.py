@@ -179,9 +179,12 @@ def check_size(op, name, value):
 
 
 def check_elements(op, shape):
-    """Raise if an array of ``shape`` has more elements than 64-bit indexing allows."""
-    total = 1
+    """Raise if an array of ``shape`` is beyond 64-bit indexing -- also an empty one
+    (N*C = 0) whose other dims alone overflow: NumPy refuses such a shape too."""
+    total = nonzero = 1
     for s in shape:
         total *= s
-    if total >= SIZE_LIMIT:
-        raise ValueError(f"{op}: the output shape {tuple(shape)} has {total} elements, beyond 2**62")
+        nonzero *= max(s, 1)
+    if nonzero * 8 >= SIZE_LIMIT:
+        raise ValueError(f"{op}: the output shape {tuple(shape)} is beyond 64-bit indexing "
+                         f"({total} elements; the limit is 2**59 non-empty elements)")

@@ -132,6 +132,13 @@ def _finish(y, out, result):
     return y if y.dtype == result else y.astype(result)
 
 
+def _check_choice(op, name, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name} must be a string, one of {choices}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{op}: {name} must be one of {choices}, got {value!r}")
+
+
 def _check_ndim(op, name, array, ndims):
     if array.ndim not in ndims:
         want = " or ".join(str(d) for d in ndims)
@@ -154,10 +161,8 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
     dilation = _args.int_tuple(dilation, nd, "dilation", 1)
     groups = _args.positive_int(groups, "groups")
     spec = _args.padding_spec(padding, nd)
-    if padding_mode not in _args.PADDING_MODES:
-        raise ValueError(f"{op}: padding_mode must be one of {_args.PADDING_MODES}, got {padding_mode!r}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{op}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    _check_choice(op, "padding_mode", padding_mode, _args.PADDING_MODES)
+    _check_choice(op, "algorithm", algorithm, ALGORITHMS)
 
     batched = x.ndim == nd + 2
     c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
@@ -409,8 +414,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
     output_padding = _args.int_tuple(output_padding, nd, "output_padding", 0)
     groups = _args.positive_int(groups, "groups")
     pads = _args.padding_spec(padding, nd, allow_strings=False)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{op}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    _check_choice(op, "algorithm", algorithm, ALGORITHMS)
 
     batched = x.ndim == nd + 2
     c_in, sizes = x.shape[-nd - 1], x.shape[-nd:]
@@ -508,6 +512,50 @@ def _window_args(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, pads, dilation, out_sizes
 
 
+_CLIP_TAPS_ABOVE = 1024  # windows wider than this are clipped to the taps that can see input
+
+
+def _clipped_taps(size, k, s, pad_begin, d, out):
+    """The kernel taps that read the input for at least one of ``out`` windows, as
+    (first tap, number of taps), or None if none does. A window of 2**34 taps over a
+    5-element input then costs 5 taps, not 2**34 (the kernels' work and tables grow
+    with the taps); taps that only ever read padding change no max and no real sum."""
+    first = max(0, -((pad_begin - (out - 1) * s) // -d))  # ceil((pb - (out-1)s) / d)
+    last = min(k - 1, (pad_begin + size - 1) // d)
+    return None if last < first else (first, last - first + 1)
+
+
+def _effective_window(sizes, kernel, stride, pads, dilation, out_sizes):
+    """Per dim (taps, leading pad) for the kernels: the clipped window where it is huge.
+    None when some dim's windows never reach the input (all padding)."""
+    taps, leading = [], []
+    for size, k, s, (pb, _), d, o in zip(sizes, kernel, stride, pads, dilation, out_sizes):
+        if k > _CLIP_TAPS_ABOVE:
+            clipped = _clipped_taps(size, k, s, pb, d, o)
+            if clipped is None:
+                return None
+            first, k = clipped
+            pb = pb - first * d
+        taps.append(k)
+        leading.append(pb)
+    return taps, leading
+
+
+def _padded_counts(size, k, s, pads, d, out):
+    """Per output position: taps inside the padded input [-pb, size + pe)."""
+    start = np.arange(out, dtype=np.int64) * s          # window start, in padded coordinates
+    padded = size + pads[0] + pads[1]
+    return np.minimum(k, np.maximum(0, (padded - 1 - start) // d + 1))
+
+
+def _real_counts(size, k, s, pads, d, out):
+    """Per output position: taps inside the real input [0, size)."""
+    start = np.arange(out, dtype=np.int64) * s - pads[0]
+    lo = np.where(start < 0, (-start + d - 1) // d, 0)
+    hi = np.minimum(k, np.where(size - 1 - start >= 0, (size - 1 - start) // d + 1, 0))
+    return np.maximum(hi - lo, 0)
+
+
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices, out):
     x, result, compute = _pool_input(op, nd, input)
@@ -527,9 +575,14 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
             y3[...] = 0
             if idx3 is not None:
                 idx3[...] = -1
+        elif (window := _effective_window(x.shape[-nd:], kernel, stride, pads, dilation,
+                                          out_sizes)) is None:  # windows of padding only
+            y3[...] = 0
+            if idx3 is not None:
+                idx3[...] = -1
         else:
-            (kh, kw), (sh, sw), (dh, dw) = _hw(kernel, 1), _hw(stride, 1), _hw(dilation, 1)
-            ph, pw = _hw([p[0] for p in pads], 0)
+            (kh, kw), (ph, pw) = _hw(window[0], 1), _hw(window[1], 0)
+            (sh, sw), (dh, dw) = _hw(stride, 1), _hw(dilation, 1)
             _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
                                      kh, kw, sh, sw, ph, pw, dh, dw, _threads(y3.size * kh * kw))
     y = _finish(y, out, result)
@@ -576,12 +629,29 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     if y3.size:
         if x.size == 0:
             y3[...] = 0
+        elif (window := _effective_window(x.shape[-nd:], kernel, stride, pads, dilation,
+                                          out_sizes)) is None:  # windows of padding only
+            y3[...] = 0
         else:
-            (kh, kw), (sh, sw), (dh, dw) = _hw(kernel, 1), _hw(stride, 1), _hw(dilation, 1)
-            (ph, pw), (ph_end, pw_end) = _hw([p[0] for p in pads], 0), _hw([p[1] for p in pads], 0)
+            sizes = x.shape[-nd:]
+            clipped = list(window[0]) != list(kernel)
+            (kh, kw), (ph, pw) = _hw(window[0], 1), _hw(window[1], 0)
+            (sh, sw), (dh, dw) = _hw(stride, 1), _hw(dilation, 1)
+            ph_end, pw_end = _hw([p[1] for p in pads], 0)
+            # A clipped window divides by its real taps; with count_include_pad the
+            # result is then rescaled to the original window's padded count.
+            cip = count_include_pad and not clipped
             _pool_kernels.avg_pool2d_forward(_planes(x, compute, nd), y3, kh, kw, sh, sw,
-                                     ph, pw, ph_end, pw_end, dh, dw, count_include_pad,
+                                     ph, pw, ph_end, pw_end, dh, dw, cip,
                                      divisor_override or 0, _threads(y3.size * kh * kw))
+            if clipped and count_include_pad and not divisor_override:
+                real, padded = 1, 1
+                for axis, args in enumerate(zip(sizes, kernel, stride, pads, dilation, out_sizes)):
+                    view = (-1,) + (1,) * (nd - 1 - axis)
+                    real = real * _real_counts(*args).reshape(view)
+                    padded = padded * _padded_counts(*args).reshape(view)
+                scale = np.where(padded > 0, real / np.maximum(padded, 1), 0)
+                y3 *= scale.reshape((1,) * (3 - nd) + scale.shape).astype(y3.dtype)
     return _finish(y, out, result)
 
 

@@ -15,6 +15,10 @@ import pyconv
 import pyconv.functional as F
 from pyconv import _threads
 
+needs_openmp = pytest.mark.skipif(not pyconv.openmp_enabled(),
+                                  reason="a serial build (no OpenMP) always runs one thread")
+
+
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
@@ -36,6 +40,7 @@ def _python(code, env):
 # The knobs
 # ---------------------------------------------------------------------------------------
 
+@needs_openmp
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_set_num_threads(n):
     pyconv.set_num_threads(n)
@@ -48,6 +53,7 @@ def test_get_num_threads_is_a_positive_int():
     assert isinstance(pyconv.openmp_enabled(), bool)
 
 
+@needs_openmp
 def test_set_num_threads_none_removes_the_limit():
     before = pyconv.get_num_threads()
     pyconv.set_num_threads(1)
@@ -57,6 +63,7 @@ def test_set_num_threads_none_removes_the_limit():
     assert pyconv.get_num_threads() == before
 
 
+@needs_openmp
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_num_threads_context_manager_restores(n):
     before = pyconv.get_num_threads()
@@ -66,6 +73,7 @@ def test_num_threads_context_manager_restores(n):
     assert pyconv.get_num_threads() == before
 
 
+@needs_openmp
 def test_num_threads_nested_and_on_exception():
     before = pyconv.get_num_threads()
     with pytest.raises(RuntimeError, match="inside"):
@@ -77,6 +85,7 @@ def test_num_threads_nested_and_on_exception():
     assert pyconv.get_num_threads() == before
 
 
+@needs_openmp
 def test_num_threads_restores_an_explicit_limit():
     pyconv.set_num_threads(1)
     with pyconv.num_threads(2):
@@ -84,6 +93,7 @@ def test_num_threads_restores_an_explicit_limit():
     assert pyconv.get_num_threads() == 1
 
 
+@needs_openmp
 def test_limit_is_process_wide():
     """set_num_threads in the main thread also limits kernels called from another thread."""
     pyconv.set_num_threads(1)
@@ -94,6 +104,7 @@ def test_limit_is_process_wide():
     assert seen == [1]
 
 
+@needs_openmp
 @pytest.mark.skipif(not pyconv.openmp_enabled(), reason="built without OpenMP")
 def test_omp_num_threads_is_respected():
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -124,6 +135,7 @@ def test_threadpoolctl_sees_pyconvs_openmp_runtime():
     assert library in [os.path.realpath(info["filepath"]) for info in openmp], openmp
 
 
+@needs_openmp
 @pytest.mark.skipif(not pyconv.openmp_enabled(), reason="built without OpenMP")
 def test_threadpool_limits_is_respected_and_restored():
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -138,6 +150,7 @@ def test_threadpool_limits_is_respected_and_restored():
     np.testing.assert_array_equal(y1, 9.0)
 
 
+@needs_openmp
 @pytest.mark.skipif(not pyconv.openmp_enabled(), reason="built without OpenMP")
 def test_smallest_setting_wins():
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -194,6 +207,7 @@ def _bytes(result):
     return [r.tobytes() for r in (result if isinstance(result, tuple) else (result,))]
 
 
+@needs_openmp
 @pytest.mark.parametrize("shape_kind", ["rows", "planes"])
 def test_bitwise_identical_on_1_2_and_3_threads(shape_kind):
     ops = _ops(shape_kind)
@@ -292,6 +306,7 @@ def test_gil_is_released_during_a_long_conv2d():
                         f"kernel s) = {attempts}")
 
 
+@needs_openmp
 def test_small_calls_run_on_one_thread(monkeypatch):
     """Below the work threshold a call takes one thread (no team wake-up), above it all
     of them; the result is the same either way."""
