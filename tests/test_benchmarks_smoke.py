@@ -1,0 +1,48 @@
+"""Smoke test of benchmarks/run.py: --quick on two tiny layers yields a table and the JSON.
+
+It runs the real entry point in a subprocess, with whatever peers are installed (each
+is optional), and checks the output's structure, never the timings.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "run.py")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, RUN, "--quick", "--suite", "pooling,float64", "--layers", "stem maxpool",
+         "--threads", "1", "--sleep", "5", "--json", str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with open(path) as f:
+        return proc.stdout, json.load(f)
+
+
+def test_prints_a_markdown_table_per_suite(quick_run):
+    stdout, _ = quick_run
+    assert "### pooling" in stdout and "### float64" in stdout
+    assert "| layer | shape | pyconv ms |" in stdout
+    assert "| ResNet stem maxpool | max 3x3/2 64 @112 |" in stdout
+    assert "| **geometric mean** |" in stdout
+
+
+def test_json_holds_every_measurement(quick_run):
+    _, results = quick_run
+    assert results["meta"]["threads"] == 1
+    assert results["meta"]["peak_gflops"]["float32"] > 0
+    assert set(results["suites"]) == {"pooling", "float64"}
+    for suite in results["suites"].values():
+        (layer,) = suite["layers"]
+        assert layer["output_shape"] == [1, 64, 56, 56]
+        assert len(layer["times_s"]["pyconv"]) == layer["repeats"] == 3
+        assert layer["median_ms"]["pyconv"] > 0
+        assert layer["max_error"]["pyconv"] == 0.0          # max pooling is exact
+        assert layer["extra_mib"] >= 0.9 * layer["output_mib"] > 0   # RSS grows by pages
+        assert set(layer["speedup"]) == set(layer["median_ms"]) - {"pyconv"}
