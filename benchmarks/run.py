@@ -413,7 +413,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default="resnet50",
-                    help=f"comma-separated suites, or 'all': {', '.join(SUITES)} (default resnet50)")
+                    help=f"comma-separated suites, or 'all': {', '.join(SUITES)} (default resnet50); "
+                         "'models' runs whole networks (benchmarks/bench_models.py)")
     ap.add_argument("--threads", type=int, default=default_threads,
                     help=f"threads for pyconv and for every peer (default {default_threads})")
     ap.add_argument("--peers", default=",".join(peers.PEERS),
@@ -472,6 +473,14 @@ def selected_layers(opts, suite):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--suite" in argv and argv[argv.index("--suite") + 1:][:1] == ["models"]:
+        # Whole networks (ONNX light models and pyconv.models, vs ONNX Runtime and
+        # PyTorch): a harness of its own, benchmarks/bench_models.py.
+        import bench_models
+
+        passed = [a for i, a in enumerate(argv) if a == "--quick" or (
+            i > 0 and argv[i - 1] == "--threads") or a == "--threads"]
+        return bench_models.main(passed)
     opts = parse_args(argv)
     if opts.list:
         for suite in opts.suites:
