@@ -116,16 +116,23 @@ def conv_sizes(op, sizes, kernels, strides, pads, dilations):
     """Output sizes of correlation: floor((in + pb + pe - d*(k-1) - 1) / s) + 1, each >= 1."""
     out = []
     for size, k, s, (pb, pe), d in zip(sizes, kernels, strides, pads, dilations):
-        padded, span = size + pb + pe, d * (k - 1) + 1
-        check_size(op, "padding", padded)
-        check_size(op, "dilation", span)
-        if span > padded:
-            raise ValueError(
-                f"{op}: kernel size {k} with dilation {d} spans {span} elements, more than "
-                f"the padded input ({size} + {pb} + {pe} = {padded})"
-            )
+        padded, span = _padded_and_span(op, "kernel size", size, k, pb, pe, d)
         out.append((padded - span) // s + 1)
     return tuple(out)
+
+
+def _padded_and_span(op, what, size, k, pb, pe, d):
+    """(padded input size, window span d*(k-1)+1), checked: both int64-safe, and the
+    window no larger than the padded input."""
+    padded, span = size + pb + pe, d * (k - 1) + 1
+    check_size(op, "padding", padded)
+    check_size(op, "dilation", span)
+    if span > padded:
+        raise ValueError(
+            f"{op}: {what} {k} with dilation {d} spans {span} elements, more than "
+            f"the padded input ({size} + {pb} + {pe} = {padded})"
+        )
+    return padded, span
 
 
 def conv_transpose_sizes(op, sizes, kernels, strides, pads, dilations, output_padding):
@@ -158,14 +165,7 @@ def pool_sizes(op, sizes, kernels, strides, pads, dilations, ceil_mode):
     mode, also with pads beyond half the kernel)."""
     out = []
     for size, k, s, (pb, pe), d in zip(sizes, kernels, strides, pads, dilations):
-        padded, span = size + pb + pe, d * (k - 1) + 1
-        check_size(op, "padding", padded)
-        check_size(op, "dilation", span)
-        if span > padded:
-            raise ValueError(
-                f"{op}: kernel_size {k} with dilation {d} spans {span} elements, more than "
-                f"the padded input ({size} + {pb} + {pe} = {padded})"
-            )
+        padded, span = _padded_and_span(op, "kernel_size", size, k, pb, pe, d)
         o = (padded - span) // s + 1
         if ceil_mode and (o - 1) * s + span < padded and o * s < size + pb:
             o += 1
