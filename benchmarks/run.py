@@ -361,7 +361,7 @@ def write_plot(path, suites, peer_names):
     plt.close(fig)
 
 
-def performance_section(meta, suites, peer_names, tables):
+def performance_section(meta, suites, peer_names, tables, plot=None):
     m = meta
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     peaks = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in m["peak_gflops"].items())
@@ -387,6 +387,9 @@ def performance_section(meta, suites, peer_names, tables):
         lines.append(f"| {name} | {len(layers)} | "
                      + " | ".join(fmt_mean(suite["geomean"].get(p), covered(layers, p), len(layers))
                                   for p in peer_names) + " |")
+    if plot:
+        rel = os.path.relpath(os.path.abspath(plot), os.path.dirname(os.path.abspath(README)))
+        lines += ["", f"![pyconv's speedup over each peer, per layer]({rel})"]
     lines += ["", legend(peer_names), ""]
     for name, table in tables.items():
         lines += [f"<details><summary>{name}</summary>", "", table, "", "</details>", ""]
@@ -585,7 +588,7 @@ def report(meta, suites, opts):
         except ImportError:
             print("note: --plot needs matplotlib (pip install 'pyconv[bench]'); no plot written", file=sys.stderr)
     if opts.update_readme:
-        update_readme(performance_section(meta, suites, peer_names, tables))
+        update_readme(performance_section(meta, suites, peer_names, tables, opts.plot))
         print("README.md: Performance section rewritten", file=sys.stderr)
     print(f"done; the measurements took {meta['runtime_s']:.0f} s", file=sys.stderr)
 
