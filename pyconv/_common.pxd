@@ -37,3 +37,8 @@ cdef inline Py_ssize_t rows_per_unit(Py_ssize_t planes, Py_ssize_t rows,
     if blocks > rows:
         blocks = rows
     return (rows + blocks - 1) // blocks
+
+
+cdef inline Py_ssize_t block_end(Py_ssize_t start, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """End of the row block [start, start + rows) cut at n: a work unit's last row + 1."""
+    return start + rows if start + rows < n else n

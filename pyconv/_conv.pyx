@@ -37,7 +37,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
-from pyconv._common cimport rows_per_unit, tap_range
+from pyconv._common cimport block_end, rows_per_unit, tap_range
 from pyconv._kernels cimport conv2d_f32_fn, conv2d_f64_fn
 
 cdef extern from "_openmp.h" nogil:
@@ -191,9 +191,7 @@ cdef int _conv2d_direct(const floating* xp, const floating* wp, const floating* 
         o = plane % c_out
         g = o // c_out_g
         oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
+        oh1 = block_end(oh0, rows, oh_n)
         _corr_rows(xp + (n * c_all + g * c_in) * h * wd, wp + o * c_in * kh * kw, bp[o],
                    yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,
                    sh, sw, ph, pw, dh, dw, lo, hi, taps)
@@ -225,9 +223,7 @@ cdef int _conv_transpose2d_direct(const floating* xp, const floating* wp, const 
         o = plane % c_out
         g = o // c_out_g
         oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
+        oh1 = block_end(oh0, rows, oh_n)
         _tconv_rows(xp + (n * c_all + g * c_in) * h * wd,
                     wp + (g * c_in * c_out_g + o % c_out_g) * kh * kw, w_cstride, bp[o],
                     yp + plane * oh_n * ow_n, c_in, h, wd, kh, kw, oh0, oh1, ow_n,

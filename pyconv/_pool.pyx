@@ -28,7 +28,7 @@ from libc.stdlib cimport free, malloc
 from cython cimport floating
 from cython.parallel cimport prange
 
-from pyconv._common cimport rows_per_unit, tap_range
+from pyconv._common cimport block_end, rows_per_unit, tap_range
 
 cdef extern from "_openmp.h" nogil:
     int omp_get_max_threads()
@@ -232,9 +232,7 @@ cdef int _max_pool2d(const floating* xp, floating* yp, int64_t* ip,
     for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
+        oh1 = block_end(oh0, rows, oh_n)
         _max_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
                   NULL if ip == NULL else ip + p * oh_n * ow_n,
                   h, wd, oh0, oh1, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
@@ -260,9 +258,7 @@ cdef int _avg_pool2d(const floating* xp, floating* yp,
     for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
+        oh1 = block_end(oh0, rows, oh_n)
         _avg_rows(xp + p * h * wd, yp + p * oh_n * ow_n, h, wd, oh0, oh1, ow_n,
                   kh, kw, sh, sw, ph, ph_end, pw, dh, dw,
                   t, t + kw, t + 2 * kw, t + 2 * kw + ow_n,
@@ -282,9 +278,7 @@ cdef int _adaptive_pool2d(const floating* xp, floating* yp, int64_t* ip, bint is
     for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
-        oh1 = oh0 + rows
-        if oh1 > oh_n:
-            oh1 = oh_n
+        oh1 = block_end(oh0, rows, oh_n)
         _adaptive_rows(xp + p * h * wd, yp + p * oh_n * ow_n,
                        NULL if ip == NULL else ip + p * oh_n * ow_n, is_max,
                        h, wd, oh0, oh1, oh_n, ow_n)
