@@ -4,6 +4,8 @@ Test modules import these directly (``from conftest import assert_close``) next 
 ``import reference``; pytest puts tests/ on sys.path.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,18 @@ DTYPES = (np.float32, np.float64)
 # Tolerance per result dtype, relative to the largest magnitude in the expected result
 # (scikit-learn style): float32 accumulates in float32, the reference in float64.
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-12}
+
+
+def subprocess_env():
+    """os.environ for a child Python that must import the pyconv under test: its
+    root goes first on PYTHONPATH, so an in-place build (a checkout or worktree that
+    is not the installed one) tests itself."""
+    import pyconv
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pyconv.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
 
 
 def assert_close(actual, expected, dtype=None):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import subprocess_env
 
 RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "run.py")
 
@@ -19,7 +20,7 @@ def quick_run(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, RUN, "--quick", "--suite", "pooling,float64", "--layers", "stem maxpool",
          "--threads", "1", "--sleep", "5", "--json", str(path)],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
     with open(path) as f:
         return proc.stdout, json.load(f)

@@ -18,6 +18,7 @@ import pytest
 import pyconv
 import pyconv.functional as F
 from pyconv import _conv, _dispatch
+from conftest import subprocess_env
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples", "embed")
 DTYPES = (np.float32, np.float64)
@@ -39,7 +40,7 @@ def embed(tmp_path_factory):
     for name in ("embed_example.pyx", "setup.py"):
         shutil.copy(os.path.join(EXAMPLE, name), work)
     proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=work,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sys.path.insert(0, str(work))
     try:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -36,7 +37,8 @@ def test_fuzz(target, tmp_path):
     if os.environ.get("PYCONV_FUZZ_SHRINK", "") in ("", "0"):
         cmd.append("--no-shrink")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
+                              env=subprocess_env())
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{target}: no result in {TIMEOUT:.0f} s (a hang?); the case being run:\n"
                     f"{_last_case(case_file)}\n{(exc.stderr or b'')[-3000:]!r}")
