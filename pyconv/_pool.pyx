@@ -14,7 +14,9 @@ as PyTorch's CPU kernel does); indices are flat positions ih*W + iw in the plane
 Data flow: def entry (checks, releases the GIL) -> cdef nogil function on raw
 pointers (the same one behind the C API: column tables malloc'd once per call) ->
 prange over (plane, row block) units, each output element owned by one unit
-(bitwise identical for any thread count) -> per output row, one pass per kernel tap
+(bitwise identical for any thread count), guided schedule (a global pool of a batch
+is 16k units of 49 inputs each: handing them out one by one, schedule dynamic, cost
+more than the sums) -> per output row, one pass per kernel tap
 over the row's output columns that tap reads inside the input (no per-element
 bounds checks; the stride-1 passes vectorise).
 
@@ -178,6 +180,23 @@ cdef void _avg_rows(const floating* x, floating* y,
             yr[ow] = yr[ow] / count if count > 0 else 0
 
 
+cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    """x[0] + ... + x[n-1] as 8 interleaved partial sums, added pairwise at the end:
+    a fixed order (the same result for any thread count) that the compiler
+    vectorises -- one running sum is a chain of n dependent adds (4 cycles each)."""
+    cdef floating s[8]
+    cdef Py_ssize_t i = 0, j
+    for j in range(8):
+        s[j] = 0
+    while i + 8 <= n:
+        for j in range(8):
+            s[j] = s[j] + x[i + j]
+        i = i + 8
+    for j in range(n - i):
+        s[j] = s[j] + x[i + j]
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+
+
 cdef void _adaptive_rows(const floating* x, floating* y, int64_t* idx, bint is_max,
                          Py_ssize_t h, Py_ssize_t wd, Py_ssize_t oh0, Py_ssize_t oh1,
                          Py_ssize_t oh_n, Py_ssize_t ow_n) noexcept nogil:
@@ -206,11 +225,12 @@ cdef void _adaptive_rows(const floating* x, floating* y, int64_t* idx, bint is_m
                             best_pos = pos
                 if idx != NULL:
                     idx[oh * ow_n + ow] = best_pos
+            elif wa == 0 and we == wd:  # whole rows (global pooling): one contiguous run
+                acc = _sum(x + ha * wd, (he - ha) * wd) / ((he - ha) * wd)
             else:
                 acc = 0
                 for ih in range(ha, he):
-                    for iw in range(wa, we):
-                        acc = acc + x[ih * wd + iw]
+                    acc = acc + _sum(x + ih * wd + wa, we - wa)
                 acc = acc / ((he - ha) * (we - wa))
             y[oh * ow_n + ow] = acc
 
@@ -229,7 +249,7 @@ cdef int _max_pool2d(const floating* xp, floating* yp, int64_t* ip,
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="guided"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
         oh1 = block_end(oh0, rows, oh_n)
@@ -255,7 +275,7 @@ cdef int _avg_pool2d(const floating* xp, floating* yp,
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="guided"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
         oh1 = block_end(oh0, rows, oh_n)
@@ -275,7 +295,7 @@ cdef int _adaptive_pool2d(const floating* xp, floating* yp, int64_t* ip, bint is
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef Py_ssize_t unit, p, oh0, oh1
-    for unit in prange(planes * blocks, num_threads=num_threads, schedule="dynamic"):
+    for unit in prange(planes * blocks, num_threads=num_threads, schedule="guided"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows
         oh1 = block_end(oh0, rows, oh_n)
