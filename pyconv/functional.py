@@ -20,7 +20,10 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
   it pays (>= 16 channels, >= 16 tiles, and a large image or read-only weights, whose
   transformed filter is cached), else 'gemm' unless a group has fewer than 8 output
   channels (depthwise layers), else 'direct'. ``algorithm='direct'`` gives PyTorch-level
-  accuracy;
+  accuracy. Transposed convolution takes 'auto', 'gemm' (stride-phase sub-correlations
+  on the GEMM kernel; a 1x1 input without padding is one outer-product GEMM) and
+  'direct'; 'auto' runs 'gemm' unless a group has fewer than 8 output channels and
+  fewer than 64 taps per phase;
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
 
 Arrays: input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; conv weight
@@ -404,6 +407,31 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
             target[...] = phase
 
 
+def _is_outer_product(x4, w4, y4, groups, dilation, pads):
+    """A 1x1 input, no padding, dilation or output padding: the output is the weights
+    scaled by the input, y[n, o, u, v] = sum_c x[n, c] w[c, o, u, v] (a GAN
+    generator's first layer)."""
+    return (x4.shape[2:] == (1, 1) and groups == 1 and dilation == (1, 1)
+            and pads == (0, 0) and y4.shape[2:] == w4.shape[2:])
+
+
+def _conv_transpose_outer(x4, w4, bc, y4, clamp):
+    """_is_outer_product layers as one GEMM, (N x C_in) times (C_in x C_out*kh*kw), on
+    the correlation kernel: a 1x1 correlation whose "image" is the weights (C_in
+    channels of C_out*kh*kw pixels) and whose filters are the N input vectors. The
+    stride-phase form would sum kh*kw times more taps, all but one of them padding."""
+    n, c_in = x4.shape[:2]
+    c_out, kh, kw = w4.shape[1:]
+    image = w4.reshape(1, c_in, 1, c_out * kh * kw)
+    filters = x4.reshape(n, c_in, 1, 1)
+    y = y4.reshape(1, n, 1, c_out * kh * kw)
+    _dispatch.kernels.conv2d_igemm(image, filters, np.zeros(n, y4.dtype), y, 1, 1, 0, 0, 1, 1, 1,
+                                   -np.inf, np.inf, _threads(y4.size * c_in))
+    y4 += bc.reshape(-1, 1, 1)
+    if clamp != _NO_CLAMP:
+        np.clip(y4, clamp[0], clamp[1], out=y4)
+
+
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
                     dilation, out, clamp=_NO_CLAMP, algorithm="auto"):
     x = _as_array(input, "input")
@@ -452,7 +480,9 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
             w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
             (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
             kh, kw = w4.shape[2:]
-            if algorithm == "auto":
+            if algorithm in ("auto", "gemm") and _is_outer_product(x4, w4, y4, groups, (dh, dw), (ph, pw)):
+                algorithm = "outer"
+            elif algorithm == "auto":
                 # The direct transposed kernel scatters columns with stride sw, scalar:
                 # the GEMM phases win even with a 1-row panel (64 -> 3 channels, 4x4/2:
                 # 3x faster) once a phase sums over enough taps; only narrow, shallow
@@ -460,7 +490,9 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                 k_phase = (c_in // groups) * -(-kh // sh) * -(-kw // sw)
                 algorithm = ("gemm" if c_out // groups >= _GEMM_MIN_CHANNELS
                              or k_phase >= _GEMM_MIN_TAPS else "direct")
-            if algorithm == "gemm":
+            if algorithm == "outer":
+                _conv_transpose_outer(x4, w4, bc, y4, clamp)
+            elif algorithm == "gemm":
                 _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp)
             else:
                 _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw,

@@ -1,0 +1,90 @@
+"""The algorithm paths of transposed convolution that 'auto' picks by shape, each
+against the NumPy reference: the outer-product GEMM (1x1 input, no padding), the
+stride-phase GEMM for narrow outputs with many taps, and their near misses."""
+import numpy as np
+import pytest
+
+import pyconv
+import pyconv.functional as F
+import reference as ref
+from conftest import DTYPES, assert_close, random_array
+
+
+def _layer(rng, n, c_in, size, c_out, k, dtype):
+    x = random_array(rng, (n, c_in) + size, dtype)
+    w = random_array(rng, (c_in, c_out) + k, dtype)
+    b = random_array(rng, (c_out,), dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c_in, c_out, k, stride", [
+    (8, 100, 19, (4, 4), 1), (1, 3, 1, (1, 1), 1), (3, 7, 5, (3, 5), 2), (2, 33, 9, (7, 2), (3, 1)),
+    (5, 1, 30, (2, 3), 4)])
+def test_outer_product_path(rng, monkeypatch, dtype, n, c_in, c_out, k, stride):
+    """1x1 input, no padding: the single-GEMM path, any stride (it never matters)."""
+    calls = []
+    original = F._conv_transpose_outer
+    monkeypatch.setattr(F, "_conv_transpose_outer", lambda *a: calls.append(1) or original(*a))
+    x, w, b = _layer(rng, n, c_in, (1, 1), c_out, k, dtype)
+    x0, w0 = x.copy(), w.copy()
+    got = F.conv_transpose2d(x, w, b, stride)
+    assert got.shape == (n, c_out) + k
+    assert_close(got, ref.conv_transpose2d(x, w, b, stride))
+    assert_close(F.conv_transpose2d(x, w, None, stride), ref.conv_transpose2d(x, w, None, stride))
+    assert len(calls) == 2
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outer_product_1d_and_unbatched(rng, dtype):
+    x = random_array(rng, (4, 6, 1), dtype)
+    w = random_array(rng, (6, 3, 5), dtype)
+    assert_close(F.conv_transpose1d(x, w, stride=3), ref.conv_transpose1d(x, w, stride=3))
+    assert_close(F.conv_transpose1d(x[0], w), ref.conv_transpose1d(x[:1], w)[0])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(padding=1), dict(stride=2, output_padding=1), dict(dilation=2), dict(groups=2)])
+def test_outer_product_near_misses(rng, kwargs):
+    """Padding, output padding, dilation or groups: not an outer product; still right."""
+    groups = kwargs.get("groups", 1)
+    x, w, _ = _layer(rng, 3, 4, (1, 1), 6 // groups, (3, 3), np.float64)
+    b = random_array(rng, (6,), np.float64)
+    assert_close(F.conv_transpose2d(x, w, b, **kwargs), ref.conv_transpose2d(x, w, b, **kwargs))
+
+
+def test_outer_product_fused_clamp_and_nan(rng):
+    """The clamp (fused activation of nn/onnx) and NaN: NaN passes the clamp, as in
+    every kernel, and reaches only the outputs its input feeds (all of them here)."""
+    x, w, b = _layer(rng, 2, 5, (1, 1), 4, (3, 3), np.float32)
+    got = F._conv_transpose("conv_transpose2d", 2, x, w, b, 1, 0, 0, 1, 1, None, clamp=(0.0, 6.0))
+    assert_close(got, np.clip(ref.conv_transpose2d(x, w, b), 0.0, 6.0))
+    x[1, 2] = np.nan
+    got = F._conv_transpose("conv_transpose2d", 2, x, w, b, 1, 0, 0, 1, 1, None, clamp=(0.0, 6.0))
+    assert np.isnan(got[1]).all() and not np.isnan(got[0]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c_out, k, stride, padding", [(3, (4, 4), 2, 1), (1, (3, 3), 1, 1), (7, (5, 3), (2, 3), (2, 1))])
+def test_narrow_output_many_taps(rng, dtype, c_out, k, stride, padding):
+    """Fewer than 8 output channels but >= 64 taps per phase: 'auto' takes the GEMM
+    phases; the same result as 'direct' and the reference."""
+    x, w, b = _layer(rng, 2, 64, (9, 11), c_out, k, dtype)
+    expected = ref.conv_transpose2d(x, w, b, stride, padding)
+    for algorithm in ("auto", "gemm", "direct"):
+        assert_close(F.conv_transpose2d(x, w, b, stride, padding, algorithm=algorithm), expected)
+
+
+@pytest.mark.parametrize("shape", [((8, 100, 1, 1), (100, 19, 4, 4), 1, 0), ((2, 64, 9, 11), (64, 3, 4, 4), 2, 1)])
+def test_threads_bitwise(rng, shape):
+    xs, ws, stride, padding = shape
+    x = random_array(rng, xs, np.float32)
+    w = random_array(rng, ws, np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        with pyconv.num_threads(threads):
+            results.append(F.conv_transpose2d(x, w, None, stride, padding))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
