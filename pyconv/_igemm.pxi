@@ -71,6 +71,8 @@ cdef enum:
     KC = 256
     NC_MAX = 512
     MC_PANELS = 32   # panels per M block (see the loop order above)
+    FOLD_TILES = 8   # images of at most this many tiles are folded (_igemm_folded)
+    STAGE_BYTES = 1 << 18  # _igemm_folded's staging block
 
 
 cdef void* _aligned_malloc(size_t size) noexcept nogil:
@@ -86,6 +88,16 @@ cdef void* _aligned_malloc(size_t size) noexcept nogil:
 cdef void _aligned_free(void* p) noexcept nogil:
     if p != NULL:
         free((<void**>p - 1)[0])
+
+
+cdef inline Py_ssize_t _odd_line_stride(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    """The least row stride >= n elements that is an odd number of 64-byte lines. A
+    micro-kernel's B tile is KC rows of one such stride: with an even number of lines
+    (16 tiles of 24 floats: 24 lines) its rows fall in a few L1 sets and evict each
+    other; with an odd one they cover every set."""
+    cdef Py_ssize_t per_line = 64 // itemsize
+    cdef Py_ssize_t lines = (n + per_line - 1) // per_line
+    return (lines if lines % 2 else lines + 1) * per_line
 
 
 cdef inline Py_ssize_t _nr(floating dummy) noexcept nogil:
@@ -183,6 +195,129 @@ cdef inline void _ukr(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const fl
             pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi, mr, nr)
 
 
+cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* bp, floating* yp,
+                       Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
+                       Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t oh_n, Py_ssize_t ow_n,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                       floating lo, floating hi, int num_threads) noexcept nogil:
+    """igemm_conv2d for a batch of small images (at most FOLD_TILES tiles, the last one
+    partly empty: 7x7 images fill 49/56 of their tiles, 4x4 ones 16/24). Per image, a
+    unit would also stream all the weights for those few tiles. Here the GEMM's N runs
+    over the pixels of all images: a unit = (group, block of the batch's tiles, block
+    of output channels), and only the batch's last tile is partial. A tile can straddle
+    two images, so the micro-kernel writes a per-thread staging block (channels x
+    pixels, STAGE_BYTES) that is copied into y image by image after the last K block,
+    bias and clamp already applied. The channel block is what the staging block
+    holds: B is packed once per channel block (all of them, mostly)."""
+    cdef Py_ssize_t c_in = c_all // groups
+    cdef Py_ssize_t m_n = c_out // groups
+    cdef Py_ssize_t k_n = c_in * kh * kw
+    cdef Py_ssize_t p_n = oh_n * ow_n
+    cdef Py_ssize_t p_all = n_img * p_n            # the batch's pixels, image-major
+    cdef Py_ssize_t nr = _nr(<floating>0)
+    cdef Py_ssize_t panels = (m_n + PYCONV_MR - 1) // PYCONV_MR
+    cdef Py_ssize_t t_n = num_threads
+    cdef Py_ssize_t tiles = (p_all + nr - 1) // nr
+    cdef Py_ssize_t pblocks = (tiles + FOLD_TILES - 1) // FOLD_TILES
+    # Few units: more pixel blocks, towards a multiple of the threads.
+    while (groups * pblocks) % t_n and groups * pblocks < 4 * t_n and 2 * (pblocks + 1) <= tiles:
+        pblocks = pblocks + 1
+    cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr
+    pblocks = (p_all + nc - 1) // nc
+    cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
+    cdef Py_ssize_t ppm = STAGE_BYTES // (ldb * PYCONV_MR * sizeof(floating))  # panels per M block
+    if ppm < 1:
+        ppm = 1
+    cdef Py_ssize_t mblocks = (panels + ppm - 1) // ppm
+    ppm = (panels + mblocks - 1) // mblocks
+    cdef Py_ssize_t units = groups * pblocks * mblocks
+    cdef Py_ssize_t n_kb = (k_n + KC - 1) // KC
+
+    cdef Py_ssize_t unit, rest, g, pb, mb, q0, np_, np_pad, n_tiles, mc0, mc1, mcb, b0, b1, mp
+    cdef Py_ssize_t kb, k0, kc, j, mr, nrj, k, q, n, p, ln, rows
+    cdef floating* buf
+    cdef floating* stage
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
+
+    with parallel(num_threads=num_threads):
+        buf = <floating*>_aligned_malloc(KC * ldb * sizeof(floating))
+        stage = <floating*>_aligned_malloc(ppm * PYCONV_MR * ldb * sizeof(floating))
+        if buf == NULL or stage == NULL:
+            failed_flag[0] = 1
+        for unit in prange(units, schedule="dynamic"):
+            if buf == NULL or stage == NULL:
+                continue
+            mb = unit % mblocks
+            rest = unit // mblocks
+            pb = rest % pblocks
+            g = rest // pblocks
+            q0 = pb * nc
+            np_ = p_all - q0
+            if np_ > nc:
+                np_ = nc
+            n_tiles = (np_ + nr - 1) // nr
+            np_pad = n_tiles * nr
+            mc0 = mb * ppm
+            mc1 = mc0 + ppm
+            if mc1 > panels:
+                mc1 = panels
+            for kb in range(n_kb):
+                k0 = kb * KC
+                kc = k_n - k0
+                if kc > KC:
+                    kc = KC
+                q = 0                  # im2col columns, one image's run at a time
+                while q < np_:
+                    n = (q0 + q) // p_n
+                    p = (q0 + q) % p_n
+                    ln = p_n - p
+                    if ln > np_ - q:
+                        ln = np_ - q
+                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf + q, ldb, k0, kc, p, ln, 1,
+                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                    q = q + ln
+                if np_pad > np_:
+                    for k in range(kc):
+                        memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
+                for mcb in range((mc1 - mc0 + MC_PANELS - 1) // MC_PANELS):
+                    b0 = mc0 + mcb * MC_PANELS
+                    b1 = b0 + MC_PANELS
+                    if b1 > mc1:
+                        b1 = mc1
+                    for j in range(n_tiles):
+                        nrj = np_ - j * nr
+                        if nrj > nr:
+                            nrj = nr
+                        for mp in range(b0, b1):
+                            mr = m_n - mp * PYCONV_MR
+                            if mr > PYCONV_MR:
+                                mr = PYCONV_MR
+                            _ukr(kc, wp + (g * m_n + mp * PYCONV_MR) * k_n + k0, k_n, buf + j * nr, ldb,
+                                 stage + (mp - mc0) * PYCONV_MR * ldb + j * nr, ldb, kb > 0,
+                                 bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
+                                 lo, hi, mr, nrj, nr)
+            rows = m_n - mc0 * PYCONV_MR  # staging rows that hold channels
+            if rows > (mc1 - mc0) * PYCONV_MR:
+                rows = (mc1 - mc0) * PYCONV_MR
+            q = 0
+            while q < np_:
+                n = (q0 + q) // p_n
+                p = (q0 + q) % p_n
+                ln = p_n - p
+                if ln > np_ - q:
+                    ln = np_ - q
+                for k in range(rows):
+                    memcpy(yp + (n * c_out + g * m_n + mc0 * PYCONV_MR + k) * p_n + p,
+                           stage + k * ldb + q, ln * sizeof(floating))
+                q = q + ln
+        _aligned_free(stage)
+        _aligned_free(buf)
+    return -1 if failed else 0
+
+
 cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp, floating* yp,
                       Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
                       Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
@@ -201,6 +336,10 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     cdef Py_ssize_t p_n = oh_n * ow_n              # GEMM N: pixels per image
     cdef Py_ssize_t nr = _nr(<floating>0)
     cdef Py_ssize_t panels = (m_n + PYCONV_MR - 1) // PYCONV_MR
+    cdef Py_ssize_t tiles = (p_n + nr - 1) // nr
+    if n_img > 1 and tiles <= FOLD_TILES and (tiles * nr - p_n) * 10 > tiles * nr:
+        return _igemm_folded(xp, wp, bp, yp, n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
+                             sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
     # Work units: (image, group, block of whole NR tiles of at most NC_MAX pixels,
     # block of output-channel panels). With few units, both splits aim at a multiple
     # of the threads (7 units on 2 threads idle one thread for 1/8 of the call):
@@ -208,7 +347,6 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     # of which packs the same B again, so only as many as the balance needs, of at
     # least 4 panels (measured: 4 panel blocks on 1 thread cost 25% at 14x14).
     cdef Py_ssize_t t_n = num_threads
-    cdef Py_ssize_t tiles = (p_n + nr - 1) // nr
     cdef Py_ssize_t img_units = n_img * groups
     cdef Py_ssize_t pblocks = (tiles + NC_MAX // nr - 1) // (NC_MAX // nr), pb_try
     if img_units * pblocks < 4 * t_n:
@@ -219,6 +357,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
             pblocks = pb_try
     cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr  # pixels per unit
     pblocks = (p_n + nc - 1) // nc
+    cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
     cdef Py_ssize_t mblocks = 1
     if img_units * pblocks < 4 * t_n:
         while (img_units * pblocks * mblocks) % t_n and 4 * (mblocks + 1) <= panels:
@@ -240,7 +379,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc(KC * nc * sizeof(floating))
+        buf = <floating*>_aligned_malloc(KC * ldb * sizeof(floating))
         if buf == NULL:
             failed_flag[0] = 1
         for unit in prange(units, schedule="dynamic"):
@@ -266,7 +405,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                 kc = k_n - k0
                 if kc > KC:
                     kc = KC
-                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, nc, k0, kc, p0, np_, nr,
+                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, ldb, k0, kc, p0, np_, nr,
                         h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
                 for mcb in range((mp1 - mb * panels_per_mb + MC_PANELS - 1) // MC_PANELS):
                     mc0 = mb * panels_per_mb + mcb * MC_PANELS
@@ -282,7 +421,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                             mr = m_n - mp * PYCONV_MR
                             if mr > PYCONV_MR:
                                 mr = PYCONV_MR
-                            _ukr(kc, a_panel, k_n, buf + j * nr, nc,
+                            _ukr(kc, a_panel, k_n, buf + j * nr, ldb,
                                  yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0,
                                  bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
                                  lo, hi, mr, nrj, nr)

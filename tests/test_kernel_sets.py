@@ -4,7 +4,8 @@ The implicit-GEMM kernels are the same source compiled per ISA; each set is forc
 turn and compared with the direct row kernel (an independent implementation, itself
 tested against tests/reference.py) on shapes chosen to hit every edge of the blocking:
 channel counts that are not multiples of MR, pixel counts not multiples of NR, more
-than one K block (K > 256) and more than one pixel block (> 512 pixels per image).
+than one K block (K > 256) and more than one pixel block (> 512 pixels per image),
+and batches of small images (the folded GEMM: tiles that straddle two images).
 """
 import os
 import subprocess
@@ -38,6 +39,13 @@ CASES = [
     (1, 3, 40, 41, 16, 7, 7, 2, 3, 1, 1),        # a ResNet-like stem
     (1, 64, 5, 5, 70, 3, 3, 1, 0, 1, 1),         # few pixels: channel blocks split over threads
     (3, 2, 1, 50, 11, 1, 5, 3, (0, 4), 1, 1),    # a 1-D-like row, stride 3
+    # Batches of small images: the folded GEMM, whose tiles run across images
+    (12, 7, 5, 7, 19, 3, 3, 1, 1, 1, 1),         # 420 pixels: three pixel blocks, straddling tiles
+    (3, 30, 4, 4, 33, 3, 3, 1, 1, 1, 1),         # two K blocks, edge panel
+    (8, 3, 5, 5, 700, 3, 3, 1, 1, 1, 1),         # more channels than one staging block holds
+    (4, 6, 3, 5, 10, 3, 3, 1, 1, 1, 2),          # groups
+    (5, 4, 9, 9, 12, 3, 3, 2, 1, 1, 1),          # stride 2: 5x5 outputs
+    (3, 8, 4, 6, 9, 1, 1, 1, 0, 1, 1),           # 24 pixels, whole tiles: not folded
 ]
 
 
@@ -107,3 +115,17 @@ def test_show_config_reports_the_set():
     info = pyconv.show_config(file=open(os.devnull, "w"))
     assert info["kernels"] == _dispatch.name
     assert "generic" in info["kernels_supported"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] > 1])
+def test_gemm_bitwise_for_any_thread_count(kernel_set, case):
+    n, c_in, h, w, c_out, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in // groups, kh, kw)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3, 5):
+        with pyconv.num_threads(threads):
+            results.append(F.conv2d(x, weight, None, stride, padding, dilation, groups, algorithm="gemm"))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
