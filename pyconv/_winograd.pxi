@@ -351,12 +351,13 @@ cdef extern from *:
     void pyconv_wino_weights_f32(const float* w, int64_t c_in, float* u, int64_t ldt) nogil
 
 # Blocking. TB (tiles per unit, a multiple of NR): V = 36 x C_in x TB floats stays
-# near WINO_V_BYTES (in the 2 MiB L2 with room for U's panels): 96 tiles at 64
-# channels, 24 at 256 and more. OB (output channels per M block, a multiple of MR):
-# M = 36 x OB x TB floats near WINO_M_BYTES, so that the output transform reads it
-# from L2 right after the GEMMs wrote it.
+# near WINO_V_BYTES, at most WINO_TB_MAX_NR x NR tiles (48 on AVX2: measured better
+# than 96 at 64 and 128 channels, batch 1 and 8 -- V and U then share the 1 MiB L2
+# of this machine's cores), 24 at 256 channels and more. OB (output channels per M
+# block, a multiple of MR): M = 36 x OB x TB floats near WINO_M_BYTES, so that the
+# output transform reads it from L2 right after the GEMMs wrote it.
 cdef enum:
-    WINO_TB_MAX_NR = 4
+    WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
     WINO_M_BYTES = 1 << 19
 
@@ -415,6 +416,11 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         tb_nr = (tiles + nr - 1) // nr
     if tb_nr < 1:
         tb_nr = 1
+    # The same number of blocks, as even as whole NR allow: a last block of a few tiles
+    # reads all of U for them (196 tiles in blocks of 96 left one of 4).
+    cdef Py_ssize_t tiles_nr = (tiles + nr - 1) // nr
+    cdef Py_ssize_t nblocks = (tiles_nr + tb_nr - 1) // tb_nr
+    tb_nr = (tiles_nr + nblocks - 1) // nblocks
     cdef Py_ssize_t tb = tb_nr * nr
     # Columns of V and M per channel (their ldb): the block's tiles rounded up to VL --
     # fewer than TB in a small layer (a 7x7 image is 16 tiles), so that the GEMMs read
