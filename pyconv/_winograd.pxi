@@ -21,17 +21,22 @@
 #         |                     output-channel panels); one unit owns its output
 #         |                     elements and sums them in one fixed order: bitwise
 #         |                     identical for any thread count
-#         |- _wino_input        B^T d B for every channel of the block's tiles, VL
-#         |                     tiles per vector -> per-thread V (36 x C_in x TB),
-#         |                     rows of TB tiles: the micro-kernel's packed B
+#         |- _wino_input        B^T d B for every channel of the block's tiles, per
+#         |                     run of tiles in one tile row: its 6 input rows staged
+#         |                     with zero padding, VL adjacent tiles per vector (a
+#         |                     4 x VL transpose of row segments) -> per-thread V
+#         |                     (36 x C_in x TB), rows of TB tiles: the micro-kernel's
+#         |                     packed B
 #         '- per block of OB output channels:
 #              for t < 36, K block (KC channels), MR-channel panel, NR-tile tile:
 #                  micro-kernel  M[t] (+)= U[t] * V[t]          (_ukernel.h)
-#              _wino_output      A^T m A, + bias, clamp, VL tiles per vector; the
-#                                4x4 outputs scattered into y, clipped at the edges
+#              _wino_output      A^T m A, + bias, clamp, VL tiles per vector; per
+#                                output row the inverse transpose: VL tiles' 4 VL
+#                                contiguous outputs, clipped at the edges
 #
-# Workspace per thread: V (36 x C_in x TB floats, TB chosen to keep it near 1 MiB)
-# and M (36 x OB x TB, about 512 KiB) -- bounded by C_in, never by the image.
+# Workspace per thread: V (36 x C_in x TB floats, TB chosen to keep it near 1 MiB),
+# M (36 x OB x TB, about 512 KiB) and the staged rows (6 x 4 (TB + VL) floats) --
+# bounded by C_in, never by the image.
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
