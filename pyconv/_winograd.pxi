@@ -21,17 +21,22 @@
 #         |                     output-channel panels); one unit owns its output
 #         |                     elements and sums them in one fixed order: bitwise
 #         |                     identical for any thread count
-#         |- _wino_input        B^T d B for every channel of the block's tiles, VL
-#         |                     tiles per vector -> per-thread V (36 x C_in x TB),
-#         |                     rows of TB tiles: the micro-kernel's packed B
+#         |- _wino_input        B^T d B for every channel of the block's tiles, per
+#         |                     run of tiles in one tile row: its 6 input rows staged
+#         |                     with zero padding, VL adjacent tiles per vector (a
+#         |                     4 x VL transpose of row segments) -> per-thread V
+#         |                     (36 x C_in x TB), rows of TB tiles: the micro-kernel's
+#         |                     packed B
 #         '- per block of OB output channels:
 #              for t < 36, K block (KC channels), MR-channel panel, NR-tile tile:
 #                  micro-kernel  M[t] (+)= U[t] * V[t]          (_ukernel.h)
-#              _wino_output      A^T m A, + bias, clamp, VL tiles per vector; the
-#                                4x4 outputs scattered into y, clipped at the edges
+#              _wino_output      A^T m A, + bias, clamp, VL tiles per vector; per
+#                                output row the inverse transpose: VL tiles' 4 VL
+#                                contiguous outputs, clipped at the edges
 #
-# Workspace per thread: V (36 x C_in x TB floats, TB chosen to keep it near 1 MiB)
-# and M (36 x OB x TB, about 512 KiB) -- bounded by C_in, never by the image.
+# Workspace per thread: V (36 x C_in x TB floats, TB chosen to keep it near 1 MiB),
+# M (36 x OB x TB, about 512 KiB) and the staged rows (6 x 4 (TB + VL) floats) --
+# bounded by C_in, never by the image.
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
@@ -39,32 +44,104 @@ cdef extern from *:
     """
     #include "_ukernel.h"
 
-    /* Vectors of VL tiles, read and written through float buffers. */
+    /* Vectors of VL tiles, read and written through float buffers at any offset. */
     typedef float pyconv_wvu __attribute__((vector_size(PYCONV_VBYTES), aligned(4), may_alias));
     #define PYCONV_WVL (PYCONV_VBYTES / 4)
 
-    /* o = B^T x for one 6-vector of tile vectors (x[k*xs], o[k*os], in floats):
+    /* PYCONV_WSHUF(a, b, i...): lane k of the result is lane i_k of a:b (a's lanes are
+     * 0..VL-1, b's VL..2VL-1); constant indices, so the compiler picks the shuffles. */
+    #if defined(__clang__)
+    #define PYCONV_WSHUF(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+    #else
+    #define PYCONV_WSHUF(a, b, ...) __builtin_shuffle((a), (b), (pyconv_vfi){__VA_ARGS__})
+    #endif
+
+    /* Index lists per width. A vector is VL/4 blocks of 4 lanes (128 bits: one tile's 4
+     * columns): PYCONV_WLANES repeats a 4-lane pattern in every block (in-lane shuffles
+     * only: unpck/shufps), PYCONV_WNEXT shifts by one lane, taking lane 0 of b last. */
+    #if PYCONV_WVL == 4
+    #define PYCONV_WLANES(a, b, c, d) a, b, c, d
+    #define PYCONV_WNEXT 1, 2, 3, 4
+    #elif PYCONV_WVL == 8
+    #define PYCONV_WLANES(a, b, c, d) a, b, c, d, (a) + 4, (b) + 4, (c) + 4, (d) + 4
+    #define PYCONV_WNEXT 1, 2, 3, 4, 5, 6, 7, 8
+    #elif PYCONV_WVL == 16
+    #define PYCONV_WLANES(a, b, c, d) a, b, c, d, (a) + 4, (b) + 4, (c) + 4, (d) + 4, \\
+        (a) + 8, (b) + 8, (c) + 8, (d) + 8, (a) + 12, (b) + 12, (c) + 12, (d) + 12
+    #define PYCONV_WNEXT 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+    #else
+    #error "pyconv Winograd: unsupported vector width"
+    #endif
+    #define PYCONV_WV PYCONV_WVL
+
+    /* The 4 x VL transpose between a row segment of 4 VL floats and "column q of tile l"
+     * vectors, in two steps that are each cheap on every width:
+     *   row segment A_0..A_3 (tile l = block l % (VL/4) of A_{l / (VL/4)})
+     *     <-> blocks B_0..B_3 (block k of B_i = tile 4k + i)     whole-block moves
+     *     <-> columns c_0..c_3 (lane l of c_q = column q of tile l)   in-block 4x4 transposes
+     * The in-block transpose is its own inverse; the block step is for VL = 4, 16. */
+    static inline void pyconv_wino_t4(pyconv_vf r[4])
+    {
+        enum { V = PYCONV_WV };
+        pyconv_vf t0 = PYCONV_WSHUF(r[0], r[1], PYCONV_WLANES(0, V, 1, V + 1));
+        pyconv_vf t1 = PYCONV_WSHUF(r[0], r[1], PYCONV_WLANES(2, V + 2, 3, V + 3));
+        pyconv_vf t2 = PYCONV_WSHUF(r[2], r[3], PYCONV_WLANES(0, V, 1, V + 1));
+        pyconv_vf t3 = PYCONV_WSHUF(r[2], r[3], PYCONV_WLANES(2, V + 2, 3, V + 3));
+        r[0] = PYCONV_WSHUF(t0, t2, PYCONV_WLANES(0, 1, V, V + 1));
+        r[1] = PYCONV_WSHUF(t0, t2, PYCONV_WLANES(2, 3, V + 2, V + 3));
+        r[2] = PYCONV_WSHUF(t1, t3, PYCONV_WLANES(0, 1, V, V + 1));
+        r[3] = PYCONV_WSHUF(t1, t3, PYCONV_WLANES(2, 3, V + 2, V + 3));
+    }
+
+    /* Row segment -> blocks (in = 1) or blocks -> row segment (in = 0). */
+    static inline void pyconv_wino_blocks(pyconv_vf r[4], int in)
+    {
+    #if PYCONV_WVL == 8
+        pyconv_vf a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3];
+        if (in) {           /* B_i = (tile i, tile 4 + i) */
+            r[0] = PYCONV_WSHUF(a0, a2, 0, 1, 2, 3, 8, 9, 10, 11);
+            r[1] = PYCONV_WSHUF(a0, a2, 4, 5, 6, 7, 12, 13, 14, 15);
+            r[2] = PYCONV_WSHUF(a1, a3, 0, 1, 2, 3, 8, 9, 10, 11);
+            r[3] = PYCONV_WSHUF(a1, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+        } else {            /* A_m = (tile 2m, tile 2m + 1) */
+            r[0] = PYCONV_WSHUF(a0, a1, 0, 1, 2, 3, 8, 9, 10, 11);
+            r[1] = PYCONV_WSHUF(a2, a3, 0, 1, 2, 3, 8, 9, 10, 11);
+            r[2] = PYCONV_WSHUF(a0, a1, 4, 5, 6, 7, 12, 13, 14, 15);
+            r[3] = PYCONV_WSHUF(a2, a3, 4, 5, 6, 7, 12, 13, 14, 15);
+        }
+    #elif PYCONV_WVL == 16
+        /* Block k of B_i = block i of A_k: a 4 x 4 transpose of blocks, its own inverse. */
+        (void)in;
+        pyconv_vf c0 = PYCONV_WSHUF(r[0], r[1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        pyconv_vf c1 = PYCONV_WSHUF(r[0], r[1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        pyconv_vf c2 = PYCONV_WSHUF(r[2], r[3], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        pyconv_vf c3 = PYCONV_WSHUF(r[2], r[3], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        r[0] = PYCONV_WSHUF(c0, c2, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        r[1] = PYCONV_WSHUF(c1, c3, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        r[2] = PYCONV_WSHUF(c0, c2, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        r[3] = PYCONV_WSHUF(c1, c3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    #else
+        (void)r; (void)in;  /* one block per vector: B_i = A_i */
+    #endif
+    }
+
+    /* x[0..5] := B^T x for a 6-vector of tile vectors:
      *   B^T = [4  0 -5  0 1 0; 0 -4 -4  1 1 0; 0  4 -4 -1 1 0;
      *          0 -2 -1  2 1 0; 0  2 -1 -2 1 0; 0  4  0 -5 0 1]   */
-    static inline void pyconv_wino_bt6_f32(const float *x, int64_t xs, float *o, int64_t os)
+    static inline void pyconv_wino_bt6(pyconv_vf *x, int xs, pyconv_vf *o, int os)
     {
-    #define PYCONV_WX(k) (*(const pyconv_wvu *)(x + (k) * xs))
-    #define PYCONV_WO(k) (*(pyconv_wvu *)(o + (k) * os))
-        pyconv_vf x0 = PYCONV_WX(0), x1 = PYCONV_WX(1), x2 = PYCONV_WX(2);
-        pyconv_vf x3 = PYCONV_WX(3), x4 = PYCONV_WX(4), x5 = PYCONV_WX(5);
+        pyconv_vf x0 = x[0], x1 = x[xs], x2 = x[2 * xs], x3 = x[3 * xs], x4 = x[4 * xs], x5 = x[5 * xs];
         pyconv_vf a = x4 - x2, b = x3 - x1;
-        PYCONV_WO(0) = 4.0f * (x0 - x2) + a;
-        PYCONV_WO(1) = (x3 + x4) - 4.0f * (x1 + x2);
-        PYCONV_WO(2) = (x4 - x3) + 4.0f * (x1 - x2);
-        PYCONV_WO(3) = a + 2.0f * b;
-        PYCONV_WO(4) = a - 2.0f * b;
-        PYCONV_WO(5) = 4.0f * (x1 - x3) + (x5 - x3);
-    #undef PYCONV_WO
-    #undef PYCONV_WX
+        o[0] = 4.0f * (x0 - x2) + a;
+        o[os] = (x3 + x4) - 4.0f * (x1 + x2);
+        o[2 * os] = (x4 - x3) + 4.0f * (x1 - x2);
+        o[3 * os] = a + 2.0f * b;
+        o[4 * os] = a - 2.0f * b;
+        o[5 * os] = 4.0f * (x1 - x3) + (x5 - x3);
     }
 
     /* o = A^T m for one 6-vector: A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
-    static inline void pyconv_wino_at6_f32(const pyconv_vf *m, int64_t ms, pyconv_vf *o, int64_t os)
+    static inline void pyconv_wino_at6(const pyconv_vf *m, int ms, pyconv_vf *o, int os)
     {
         pyconv_vf m1 = m[ms], m2 = m[2 * ms], m3 = m[3 * ms], m4 = m[4 * ms];
         pyconv_vf s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
@@ -74,112 +151,195 @@ cdef extern from *:
         o[3 * os] = d12 + 8.0f * d34 + m[5 * ms];
     }
 
-    /* Input transform of tiles [t0, t0 + nt) (numbered over images, tile rows, tile
-     * columns; tw tiles per row, tpi per image), every channel:
-     *   v[t*ldt + c*ldb + j] = (B^T d B)[t] of channel c of tile t0 + j,
-     * for j < nt rounded up to VL (lanes past nt are zeros). Each vector holds VL
-     * tiles; the 6x6 inputs are gathered lane by lane (zeros where a tile reads
-     * padding), then transformed 6 rows and 6 columns at a time. */
+    /* One run of tiles [j, j + len) of a block (tiles numbered over images, tile rows,
+     * tile columns; tw per row, tpi per image) that lies in one tile row: image n, tile
+     * row ty, columns tx.. Both transforms work on such runs, VL adjacent tiles at a
+     * time, so that a vector of tiles is a contiguous row segment of the image. */
+    typedef struct { int64_t len, n, ty, tx; } pyconv_wino_run;
+
+    static inline pyconv_wino_run pyconv_wino_run_at(int64_t tile, int64_t left, int64_t tw, int64_t tpi)
+    {
+        pyconv_wino_run r;
+        int64_t rem = tile % tpi;
+        r.n = tile / tpi; r.ty = rem / tw; r.tx = rem % tw;
+        r.len = tw - r.tx < left ? tw - r.tx : left;
+        return r;
+    }
+
+    /* Input transform of tiles [t0, t0 + nt), every channel:
+     *   v[t*ldt + c*ldb + j] = (B^T d B)[t] of channel c of tile t0 + j,   j < nt,
+     * and zeros for nt <= j < nt rounded up to VL (<= ldb). The stores of a run's last
+     * VL tiles may pass its end, into the next run's columns (which that run then
+     * writes), never past column ldb. Per run and channel, the run's 6 input rows are copied into `stage`
+     * (6 rows of ldst >= 4 (nt + VL) + 2 floats) with zeros where the tiles read
+     * padding -- so that every tile, at the image edges too, takes the one vector path:
+     * per VL tiles and input row, four loads of 4 VL floats, the 4 x VL transpose into
+     * columns 0..3 of the VL tiles, and columns 4, 5 as columns 0, 1 shifted by a tile;
+     * then B^T on the rows and the columns in registers. */
     static void pyconv_wino_input_f32(const float *x, int64_t c_in, int64_t h, int64_t w,
                                       int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
-                                      int64_t t0, int64_t nt, float *v, int64_t ldb, int64_t ldt)
+                                      int64_t t0, int64_t nt, float *v, int64_t ldb, int64_t ldt,
+                                      float *stage, int64_t ldst)
     {
         enum { VL = PYCONV_WVL };
-        float d[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
-        float tmp[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
-        int64_t off[VL], r0[VL], r1[VL], q0[VL], q1[VL];
-        int full[VL];
+        pyconv_vf d[36], e[36];
+        float clip[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
         const int64_t hw = h * w;
-        for (int64_t j0 = 0; j0 < nt; j0 += VL) {
-            for (int64_t l = 0; l < VL; l++) {
-                if (j0 + l >= nt) {            /* past the block: an all-padding tile */
-                    off[l] = 0; r0[l] = r1[l] = q0[l] = q1[l] = 0; full[l] = 0;
-                    continue;
-                }
-                int64_t tile = t0 + j0 + l, n = tile / tpi, rem = tile % tpi;
-                int64_t iy = 4 * (rem / tw) - ph, ix = 4 * (rem % tw) - pw;
-                r0[l] = iy < 0 ? -iy : 0;  r1[l] = h - iy < 6 ? h - iy : 6;
-                q0[l] = ix < 0 ? -ix : 0;  q1[l] = w - ix < 6 ? w - ix : 6;
-                off[l] = n * c_in * hw + iy * w + ix;  /* may point before x: only read in range */
-                full[l] = !(r0[l] | q0[l] | (r1[l] - 6) | (q1[l] - 6));
-            }
+        for (int64_t j = 0; j < nt;) {
+            pyconv_wino_run run = pyconv_wino_run_at(t0 + j, nt - j, tw, tpi);
+            int64_t groups = (run.len + VL - 1) / VL, ws = 4 * VL * groups + 2;
+            int64_t iy = 4 * run.ty - ph, ix = 4 * run.tx - pw;
+            int64_t r0 = iy < 0 ? -iy : 0, r1 = h - iy < 6 ? h - iy : 6;
+            int64_t q0 = ix < 0 ? -ix : 0, q1 = w - ix < ws ? w - ix : ws;
+            for (int64_t r = 0; r < 6; r++)      /* padding: zeros for every channel */
+                memset(stage + r * ldst, 0, ws * sizeof(float));
             for (int64_t c = 0; c < c_in; c++) {
-                const float *xc = x + c * hw;
-                /* Gather lane by lane: a tile inside the image is 36 plain copies (the
-                 * common case, decided per lane: a vector of tiles usually holds one at
-                 * an image edge); an edge tile is zeros plus its valid rectangle. */
-                for (int64_t l = 0; l < VL; l++) {
-                    if (full[l]) {
-                        const float *s = xc + off[l];
-                        for (int r = 0; r < 6; r++)
-                            for (int q = 0; q < 6; q++)
-                                d[(r * 6 + q) * VL + l] = s[r * w + q];
-                    } else {
-                        for (int k = 0; k < 36; k++)
-                            d[k * VL + l] = 0.0f;
-                        for (int64_t r = r0[l]; r < r1[l]; r++)
-                            for (int64_t q = q0[l]; q < q1[l]; q++)
-                                d[(r * 6 + q) * VL + l] = xc[off[l] + r * w + q];
+                const float *xc = x + (run.n * c_in + c) * hw + ix + q0;
+                for (int64_t r = r0; r < r1; r++) {
+                    const float *src = xc + (iy + r) * w;
+                    float *dst = stage + r * ldst + q0;
+                    for (int64_t q = 0; q < q1 - q0; q++)
+                        dst[q] = src[q];
+                }
+                for (int64_t g = 0; g < groups; g++) {
+                    const float *s = stage + 4 * VL * g;
+                    for (int r = 0; r < 6; r++) {    /* d[r][q] = column q of row r */
+                        const float *sr = s + r * ldst;
+                        pyconv_vf *dr = d + 6 * r;
+                        for (int k = 0; k < 4; k++)
+                            dr[k] = *(const pyconv_wvu *)(sr + k * VL);
+                        pyconv_wino_blocks(dr, 1);
+                        pyconv_wino_t4(dr);
+                        dr[4] = PYCONV_WSHUF(dr[0], (pyconv_vf){0} + sr[4 * VL], PYCONV_WNEXT);
+                        dr[5] = PYCONV_WSHUF(dr[1], (pyconv_vf){0} + sr[4 * VL + 1], PYCONV_WNEXT);
+                        pyconv_wino_bt6(dr, 1, e + 6 * r, 1);    /* rows: e = d B */
+                    }
+                    for (int q = 0; q < 6; q++)                /* columns: B^T d B */
+                        pyconv_wino_bt6(e + q, 6, d + q, 6);
+                    int64_t jg = j + VL * g;
+                    float *vc = v + c * ldb + jg;
+                    if (jg + VL <= ldb) {
+                        for (int t = 0; t < 36; t++)
+                            *(pyconv_wvu *)(vc + t * ldt) = d[t];
+                    } else {                                   /* the row's last columns */
+                        for (int t = 0; t < 36; t++)
+                            *(pyconv_vf *)(clip + t * VL) = d[t];
+                        for (int t = 0; t < 36; t++)
+                            for (int64_t l = 0; l < ldb - jg; l++)
+                                vc[t * ldt + l] = clip[t * VL + l];
                     }
                 }
-                for (int r = 0; r < 6; r++)          /* rows: tmp[r][q'] = (d B)[r][q'] */
-                    pyconv_wino_bt6_f32(d + 6 * r * VL, VL, tmp + 6 * r * VL, VL);
-                float *vc = v + c * ldb + j0;        /* columns: V[p'][q'] = (B^T d B) */
-                for (int q = 0; q < 6; q++)
-                    pyconv_wino_bt6_f32(tmp + q * VL, 6 * VL, vc + q * ldt, 6 * ldt);
             }
+            j += run.len;
         }
+        for (int64_t c = 0; c < c_in; c++)             /* the lanes past the block */
+            for (int t = 0; t < 36; t++)
+                for (int64_t l = nt; l % VL; l++)
+                    v[t * ldt + c * ldb + l] = 0.0f;
     }
 
     /* Output transform of tiles [t0, t0 + nt), channels o < n_o:
      *   y[n, o, 4*ty + i, 4*tx + k] = clamp((A^T m A)[i][k] + bias[o], lo, hi)
      * with m[t] = m[t*ldt + o*ldm + j] for tile t0 + j = (n, ty, tx); y points at
      * channel 0 of the block (c_out channels per image), outputs past (oh, ow) are
-     * not written. NaN passes the clamp. */
+     * not written. NaN passes the clamp. m is read up to VL - 1 floats past the last
+     * tile (lanes never stored). Per run (as in the input transform) and VL tiles, each
+     * output row is the inverse 4 x VL transpose of 4 vectors: 4 VL contiguous floats,
+     * stored whole inside the image, clipped at its right edge and at the run's end. */
     static void pyconv_wino_output_f32(const float *m, int64_t ldm, int64_t ldt, int64_t n_o,
                                        const float *bias, float lo, float hi, float *y,
                                        int64_t c_out, int64_t oh, int64_t ow,
                                        int64_t tw, int64_t tpi, int64_t t0, int64_t nt)
     {
         enum { VL = PYCONV_WVL };
-        float yl[16 * VL] __attribute__((aligned(PYCONV_ALIGN)));
+        float part[4 * VL] __attribute__((aligned(PYCONV_ALIGN)));
         pyconv_vf mv[36], tmp[24], yv[16];
-        int64_t off[VL], rows[VL], cols[VL];
         const int64_t ohw = oh * ow;
         const pyconv_vf lov = (pyconv_vf){0} + lo, hiv = (pyconv_vf){0} + hi;
-        for (int64_t j0 = 0; j0 < nt; j0 += VL) {
-            int64_t nl = nt - j0 < VL ? nt - j0 : VL;
-            for (int64_t l = 0; l < nl; l++) {
-                int64_t tile = t0 + j0 + l, n = tile / tpi, rem = tile % tpi;
-                int64_t oy = 4 * (rem / tw), ox = 4 * (rem % tw);
-                rows[l] = oh - oy < 4 ? oh - oy : 4;
-                cols[l] = ow - ox < 4 ? ow - ox : 4;
-                off[l] = n * c_out * ohw + oy * ow + ox;
-            }
+        for (int64_t j = 0; j < nt;) {
+            pyconv_wino_run run = pyconv_wino_run_at(t0 + j, nt - j, tw, tpi);
+            int64_t oy = 4 * run.ty, rows = oh - oy < 4 ? oh - oy : 4;
             for (int64_t o = 0; o < n_o; o++) {
-                const float *mo = m + o * ldm + j0;
-                for (int t = 0; t < 36; t++)
-                    mv[t] = *(const pyconv_wvu *)(mo + t * ldt);
-                for (int q = 0; q < 6; q++)          /* columns: tmp[i][q] = (A^T m)[i][q] */
-                    pyconv_wino_at6_f32(mv + q, 6, tmp + q, 6);
-                for (int i = 0; i < 4; i++)          /* rows: yv[i][k] = (A^T m A)[i][k] */
-                    pyconv_wino_at6_f32(tmp + 6 * i, 1, yv + 4 * i, 1);
-                pyconv_vf bv = (pyconv_vf){0} + bias[o];
-                for (int k = 0; k < 16; k++)
-                    *(pyconv_wvu *)(yl + k * VL) = pyconv_clamp_float(yv[k] + bv, lov, hiv);
-                float *yo = y + o * ohw;
-                for (int64_t l = 0; l < nl; l++) {
-                    float *dst = yo + off[l];
-                    if (rows[l] == 4 && cols[l] == 4) {
-                        for (int i = 0; i < 4; i++)
+                const pyconv_vf bv = (pyconv_vf){0} + bias[o];
+                for (int64_t g = 0; g * VL < run.len; g++) {
+                    const float *mo = m + o * ldm + j + VL * g;
+                    for (int t = 0; t < 36; t++)
+                        mv[t] = *(const pyconv_wvu *)(mo + t * ldt);
+                    for (int q = 0; q < 6; q++)          /* columns: tmp[i][q] = (A^T m)[i][q] */
+                        pyconv_wino_at6(mv + q, 6, tmp + q, 6);
+                    for (int i = 0; i < 4; i++)          /* rows: yv[i][k] = (A^T m A)[i][k] */
+                        pyconv_wino_at6(tmp + 6 * i, 1, yv + 4 * i, 1);
+                    for (int k = 0; k < 16; k++)
+                        yv[k] = pyconv_clamp_float(yv[k] + bv, lov, hiv);
+                    int64_t ox = 4 * (run.tx + VL * g);
+                    int64_t tiles = run.len - VL * g < VL ? run.len - VL * g : VL;
+                    int64_t cols = ow - ox < 4 * tiles ? ow - ox : 4 * tiles;
+                    float *dst = y + (run.n * c_out + o) * ohw + oy * ow + ox;
+                    for (int64_t i = 0; i < rows; i++, dst += ow) {
+                        pyconv_vf *yr = yv + 4 * i;
+                        pyconv_wino_t4(yr);
+                        pyconv_wino_blocks(yr, 0);
+                        if (cols == 4 * VL) {
                             for (int k = 0; k < 4; k++)
-                                dst[i * ow + k] = yl[(i * 4 + k) * VL + l];
-                    } else {
-                        for (int64_t i = 0; i < rows[l]; i++)
-                            for (int64_t k = 0; k < cols[l]; k++)
-                                dst[i * ow + k] = yl[(i * 4 + k) * VL + l];
+                                *(pyconv_wvu *)(dst + k * VL) = yr[k];
+                        } else {
+                            for (int k = 0; k < 4; k++)
+                                *(pyconv_vf *)(part + k * VL) = yr[k];
+                            for (int64_t k = 0; k < cols; k++)
+                                dst[k] = part[k];
+                        }
                     }
                 }
+            }
+            j += run.len;
+        }
+    }
+
+    /* Filter transform of one output channel: u[t*ldt + c] = (G g_c G^T)[t] for the
+     * 3x3 filters g_c = w[9c .. 9c + 9), c < c_in; in double (VL/2 channels per
+     * vector), rounded once. G's rows are [1/4 0 0], -[1 1 1]/6, -[1 -1 1]/6,
+     * [1/4 1/2 1]/6, [1/4 -1/2 1]/6, [0 0 1]: shared sums make the 6 rows 10 operations. */
+    typedef float pyconv_wfh __attribute__((vector_size(PYCONV_VBYTES / 2)));
+    typedef float pyconv_wfhu __attribute__((vector_size(PYCONV_VBYTES / 2), aligned(4), may_alias));
+
+    static inline void pyconv_wino_g3(pyconv_vd g0, pyconv_vd g1, pyconv_vd g2, pyconv_vd *o, int os)
+    {
+        pyconv_vd s = g0 + g2, q = 0.25 * g0 + g2, h = 0.5 * g1;
+        o[0] = 0.25 * g0;
+        o[os] = (s + g1) * (-1.0 / 6);
+        o[2 * os] = (s - g1) * (-1.0 / 6);
+        o[3 * os] = (q + h) * (1.0 / 6);
+        o[4 * os] = (q - h) * (1.0 / 6);
+        o[5 * os] = g2;
+    }
+
+    static void pyconv_wino_weights_f32(const float *w, int64_t c_in, float *u, int64_t ldt)
+    {
+        enum { WD = PYCONV_VBYTES / 8 };
+        double gd[9 * WD] __attribute__((aligned(PYCONV_ALIGN)));
+        float uf[36 * WD] __attribute__((aligned(PYCONV_ALIGN)));
+        pyconv_vd gv[9], tg[18], uv[36];
+        for (int64_t c0 = 0; c0 < c_in; c0 += WD) {
+            int64_t nc = c_in - c0 < WD ? c_in - c0 : WD;
+            for (int k = 0; k < 9; k++)           /* gd[k][l] = tap k of channel c0 + l */
+                for (int l = 0; l < WD; l++)
+                    gd[k * WD + l] = l < nc ? w[(c0 + l) * 9 + k] : 0.0;
+            for (int k = 0; k < 9; k++)
+                gv[k] = *(const pyconv_vd *)(gd + k * WD);
+            for (int jc = 0; jc < 3; jc++)        /* tg = G g (6 x 3) */
+                pyconv_wino_g3(gv[jc], gv[3 + jc], gv[6 + jc], tg + jc, 3);
+            for (int i = 0; i < 6; i++)           /* u = tg G^T (6 x 6) */
+                pyconv_wino_g3(tg[3 * i], tg[3 * i + 1], tg[3 * i + 2], uv + 6 * i, 1);
+            float *uc = u + c0;
+            if (nc == WD) {
+                for (int t = 0; t < 36; t++)
+                    *(pyconv_wfhu *)(uc + t * ldt) = __builtin_convertvector(uv[t], pyconv_wfh);
+            } else {
+                for (int t = 0; t < 36; t++)
+                    *(pyconv_wfh *)(uf + t * WD) = __builtin_convertvector(uv[t], pyconv_wfh);
+                for (int t = 0; t < 36; t++)
+                    for (int64_t l = 0; l < nc; l++)
+                        uc[t * ldt + l] = uf[t * WD + l];
             }
         }
     }
@@ -187,19 +347,22 @@ cdef extern from *:
     int PYCONV_WVL
     void pyconv_wino_input_f32(const float* x, int64_t c_in, int64_t h, int64_t w,
                                int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
-                               int64_t t0, int64_t nt, float* v, int64_t ldb, int64_t ldt) nogil
+                               int64_t t0, int64_t nt, float* v, int64_t ldb, int64_t ldt,
+                               float* stage, int64_t ldst) nogil
     void pyconv_wino_output_f32(const float* m, int64_t ldm, int64_t ldt, int64_t n_o,
                                 const float* bias, float lo, float hi, float* y,
                                 int64_t c_out, int64_t oh, int64_t ow,
                                 int64_t tw, int64_t tpi, int64_t t0, int64_t nt) nogil
+    void pyconv_wino_weights_f32(const float* w, int64_t c_in, float* u, int64_t ldt) nogil
 
 # Blocking. TB (tiles per unit, a multiple of NR): V = 36 x C_in x TB floats stays
-# near WINO_V_BYTES (in the 2 MiB L2 with room for U's panels): 96 tiles at 64
-# channels, 24 at 256 and more. OB (output channels per M block, a multiple of MR):
-# M = 36 x OB x TB floats near WINO_M_BYTES, so that the output transform reads it
-# from L2 right after the GEMMs wrote it.
+# near WINO_V_BYTES, at most WINO_TB_MAX_NR x NR tiles (48 on AVX2: measured better
+# than 96 at 64 and 128 channels, batch 1 and 8 -- V and U then share the 1 MiB L2
+# of this machine's cores), 24 at 256 channels and more. OB (output channels per M
+# block, a multiple of MR): M = 36 x OB x TB floats near WINO_M_BYTES, so that the
+# output transform reads it from L2 right after the GEMMs wrote it.
 cdef enum:
-    WINO_TB_MAX_NR = 4
+    WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
     WINO_M_BYTES = 1 << 19
 
@@ -210,39 +373,22 @@ cdef inline Py_ssize_t _odd_lines(Py_ssize_t n) noexcept nogil:
     return (n if n % 2 else n + 1) * 16
 
 
-def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
+def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u, int num_threads=1):
     """u[t, o, c] = (G g G^T)[t // 6, t % 6] for g = w[o, c] (C_out, C_in, 3, 3), u of
-    shape (36, C_out, C_in); computed in double, rounded once. G is F(4, 3)'s
-    [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]."""
+    shape (36, C_out, C_in); computed in double, rounded once; output channels in
+    parallel (each is independent)."""
     cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1]
     if (w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 36
             or u.shape[1] != c_out or u.shape[2] != c_in):
         raise ValueError("winograd_weights: w must be (C_out, C_in, 3, 3) and u (36, C_out, C_in)")
-    cdef double gm[18]          # G, row-major 6 x 3
-    gm[:] = [0.25, 0.0, 0.0,
-             -1.0 / 6, -1.0 / 6, -1.0 / 6,
-             -1.0 / 6, 1.0 / 6, -1.0 / 6,
-             1.0 / 24, 1.0 / 12, 1.0 / 6,
-             1.0 / 24, -1.0 / 12, 1.0 / 6,
-             0.0, 0.0, 1.0]
-    cdef double tg[6][3]
-    cdef double s
-    cdef Py_ssize_t o, c, i, j, k
+    if c_out == 0 or c_in == 0:
+        return
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef float* up = &u[0, 0, 0]
+    cdef Py_ssize_t o
     with nogil:
-        for o in range(c_out):
-            for c in range(c_in):
-                for i in range(6):      # tg = G g  (6 x 3)
-                    for j in range(3):
-                        s = 0.0
-                        for k in range(3):
-                            s = s + gm[i * 3 + k] * w[o, c, k, j]
-                        tg[i][j] = s
-                for i in range(6):      # u = tg G^T  (6 x 6)
-                    for j in range(6):
-                        s = 0.0
-                        for k in range(3):
-                            s = s + tg[i][k] * gm[j * 3 + k]
-                        u[i * 6 + j, o, c] = <float>s
+        for o in prange(c_out, num_threads=num_threads, schedule="static"):
+            pyconv_wino_weights_f32(wp + o * c_in * 9, c_in, up + o * c_in, c_out * c_in)
 
 
 def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
@@ -275,7 +421,20 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         tb_nr = (tiles + nr - 1) // nr
     if tb_nr < 1:
         tb_nr = 1
+    # The same number of blocks, as even as whole NR allow: a last block of a few tiles
+    # reads all of U for them (196 tiles in blocks of 96 left one of 4).
+    cdef Py_ssize_t tiles_nr = (tiles + nr - 1) // nr
+    cdef Py_ssize_t nblocks = (tiles_nr + tb_nr - 1) // tb_nr
+    tb_nr = (tiles_nr + nblocks - 1) // nblocks
     cdef Py_ssize_t tb = tb_nr * nr
+    # Columns of V and M per channel (their ldb): the block's tiles rounded up to VL --
+    # fewer than TB in a small layer (a 7x7 image is 16 tiles), so that the GEMMs read
+    # no columns that hold no tile -- and an odd number of vectors, so that the rows
+    # of a K block spread over every L1 set.
+    cdef Py_ssize_t ldb = (tiles + vl - 1) // vl
+    if ldb > tb // vl:
+        ldb = tb // vl
+    ldb = (ldb + 1 - ldb % 2) * vl
     cdef Py_ssize_t tblocks = (tiles + tb - 1) // tb
     cdef Py_ssize_t panels = (c_out + PYCONV_MR - 1) // PYCONV_MR
     # Too few tile blocks for the threads: also split the output-channel panels (each
@@ -289,7 +448,7 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     mblocks = (panels + ppm - 1) // ppm
     cdef Py_ssize_t units = tblocks * mblocks
     # Panels per M block.
-    cdef Py_ssize_t obp = WINO_M_BYTES // (36 * PYCONV_MR * tb * sizeof(float))
+    cdef Py_ssize_t obp = WINO_M_BYTES // (36 * PYCONV_MR * ldb * sizeof(float))
     if obp < 1:
         obp = 1
     if obp > ppm:
@@ -298,7 +457,9 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     # Distance between transform points in V and M: an odd number of cache lines. A
     # multiple of 4 KiB put the 36 stores of one tile's transform in one L1 set
     # (measured: the input transform took twice as long as the GEMMs at 64 channels).
-    cdef Py_ssize_t ldt_v = _odd_lines(c_in * tb), ldt_m = _odd_lines(ob * tb)
+    cdef Py_ssize_t ldt_v = _odd_lines(c_in * ldb), ldt_m = _odd_lines(ob * ldb)
+    # The input transform's staged rows: a run is at most TB tiles (+ VL - 1 rounding).
+    cdef Py_ssize_t ldst = 4 * (tb + vl) + vl
     cdef Py_ssize_t n_kb = (c_in + KC - 1) // KC
 
     cdef const float* xp = &x[0, 0, 0, 0]
@@ -311,17 +472,22 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     cdef Py_ssize_t t, kb, k0, kc, p, j, mr, nrj
     cdef float* vbuf
     cdef float* mbuf
+    cdef float* sbuf
     cdef const float* a_panel
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with nogil, parallel(num_threads=num_threads):
         vbuf = <float*>_aligned_malloc(36 * ldt_v * sizeof(float))
-        mbuf = <float*>_aligned_malloc(36 * ldt_m * sizeof(float))
-        if vbuf == NULL or mbuf == NULL:
+        # + VL: the output transform reads up to VL - 1 floats past the last tile of M
+        mbuf = <float*>_aligned_malloc((36 * ldt_m + vl) * sizeof(float))
+        sbuf = <float*>_aligned_malloc(6 * ldst * sizeof(float))
+        if vbuf == NULL or mbuf == NULL or sbuf == NULL:
             failed_flag[0] = 1
+        else:
+            memset(mbuf + 36 * ldt_m, 0, vl * sizeof(float))
         for unit in prange(units, schedule="dynamic"):
-            if vbuf == NULL or mbuf == NULL:
+            if vbuf == NULL or mbuf == NULL or sbuf == NULL:
                 continue
             mb = unit % mblocks
             tbk = unit // mblocks
@@ -331,7 +497,8 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                 nt = tb
             nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
             n_j = (nt_v + nr - 1) // nr
-            pyconv_wino_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, tb, ldt_v)
+            pyconv_wino_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
+                                  sbuf, ldst)
             p_lo = mb * ppm
             p_hi = p_lo + ppm
             if p_hi > panels:
@@ -362,15 +529,16 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                                 if nrj > nr:
                                     nrj = nr
                                 if mr == PYCONV_MR and nrj == nr:
-                                    pyconv_ukr_f32(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * tb + j * nr, tb,
-                                                   mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * tb + j * nr, tb,
+                                    pyconv_ukr_f32(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * ldb + j * nr, ldb,
+                                                   mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr, ldb,
                                                    kb > 0, NULL, 0.0, 0.0)
                                 else:
-                                    pyconv_ukr_f32_edge(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * tb + j * nr, tb,
-                                                        mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * tb + j * nr, tb,
+                                    pyconv_ukr_f32_edge(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * ldb + j * nr, ldb,
+                                                        mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr, ldb,
                                                         kb > 0, NULL, 0.0, 0.0, mr, nrj)
-                pyconv_wino_output_f32(mbuf, tb, ldt_m, n_o, bp + o0, flo, fhi,
+                pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
                                        yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
+        _aligned_free(sbuf)
         _aligned_free(mbuf)
         _aligned_free(vbuf)
     if failed:

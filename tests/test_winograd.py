@@ -113,7 +113,8 @@ def test_clamp_and_nan(kernels):
     assert y[ok].min() == 0.0 and y[ok].max() == 0.5
 
 
-@pytest.mark.parametrize("shape", [(1, 16, 30, 33, 24), (4, 8, 12, 12, 70), (1, 64, 7, 7, 64)])
+@pytest.mark.parametrize("shape", [(1, 16, 30, 33, 24), (4, 8, 12, 12, 70), (1, 64, 7, 7, 64),
+                                   (3, 5, 13, 37, 7), (2, 3, 40, 70, 9)])
 def test_threads_bitwise(kernels, shape):
     n, c, h, w, co = shape
     rng = np.random.default_rng(2)
@@ -121,6 +122,91 @@ def test_threads_bitwise(kernels, shape):
     pads = (1, 1, 1, 1)
     results = [winograd(kernels, x, g, b, pads, threads=t) for t in (1, 2, 3)]
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
+
+
+# F(4, 3)'s G, for the float64 reference of the filter transform.
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 13), (17, 33), (2, 70)])
+def test_weights_transform_vs_float64(kernels, shape):
+    """u = G g G^T computed in double and rounded once: within half a float ulp of the
+    float64 product (plus double rounding, relative to the filter's size), for channel
+    counts that are not multiples of the vector width; 1 and 3 threads bitwise equal."""
+    c_out, c_in = shape
+    rng = np.random.default_rng(c_out * 100 + c_in)
+    g = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
+    g[0, 0] = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]      # exact sums and cancellations
+    ref = np.einsum("ik,ockl,jl->ijoc", G, g.astype(np.float64), G).reshape(36, c_out, c_in)
+    u = np.full((36, c_out, c_in), np.nan, np.float32)
+    g_before = g.copy()
+    kernels.winograd_weights(g, u)
+    assert np.array_equal(g, g_before)
+    err = np.abs(u.astype(np.float64) - ref)
+    assert np.all(err <= np.abs(ref) * 2.0 ** -24 + 1e-14 * np.abs(g).max()), err.max()
+    u3 = np.empty_like(u)
+    kernels.winograd_weights(g, u3, 3)
+    assert np.array_equal(u, u3)
+
+
+def test_tile_runs_of_every_length(kernels):
+    """Both transforms work on runs of tiles in one tile row, VL tiles at a time: output
+    widths 1..40 (and some to 72, past 16 + 1 tiles for the widest vectors) give runs of
+    every length around the vector width, odd heights clip the last tile row, batch 2
+    and odd channel counts, and pads 0, 1, 2 and asymmetric put padding on every side
+    of a run's staged rows."""
+    rng = np.random.default_rng(21)
+    widths = list(range(1, 41)) + list(range(43, 73, 6))
+    pads_list = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 1, 0, 2)]
+    for i, ow in enumerate(widths):
+        pads = pads_list[i % len(pads_list)]
+        pt, pb, pl, pr = pads
+        oh = 1 + 2 * (i % 4)                         # odd heights 1, 3, 5, 7
+        h, w = oh + 2 - pt - pb, ow + 2 - pl - pr
+        if h < 1 or w < 1:
+            continue
+        x, g, b = he_layer(rng, 2, 3 + i % 3, h, w, 5)
+        assert_accurate(winograd(kernels, x, g, b, pads), reference(x, g, b, pads))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 33, 41, 5), (1, 5, 9, 70, 7), (3, 2, 6, 6, 3)])
+def test_nan_reaches_exactly_its_tiles(kernels, shape):
+    """A NaN input reaches outputs of the 4x4 tiles whose 6x6 inputs hold it (which ones
+    depends on where in the tile it is: B^T's zeros skip it) and no other: the lanes that
+    a run's last vector computes past the run (other tiles, or past the block) never
+    reach the output."""
+    n, c, h, w, co = shape
+    rng = np.random.default_rng(31)
+    x, g, b = he_layer(rng, n, c, h, w, co)
+    pads = (1, 1, 1, 1)
+    oh, ow = h, w
+    for _ in range(6):
+        xn = x.copy()
+        i, ci, iy, ix = rng.integers(n), rng.integers(c), rng.integers(h), rng.integers(w)
+        xn[i, ci, iy, ix] = np.nan
+        y = winograd(kernels, xn, g, b, pads)
+        expect = np.zeros(y.shape, bool)
+        for ty in range(-(-oh // 4)):
+            for tx in range(-(-ow // 4)):
+                if 4 * ty - 1 <= iy < 4 * ty + 5 and 4 * tx - 1 <= ix < 4 * tx + 5:
+                    expect[i, :, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4] = True
+        nan = np.isnan(y)
+        assert nan.any() and not nan[~expect].any()
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 20, 21, 64), (1, 256, 9, 11, 40), (3, 128, 7, 7, 24)])
+def test_accuracy_realistic_layers(kernels, shape):
+    """The documented bound (normwise 1e-5, per element 5e-4 vs float64) on He-initialised
+    layers with realistic channel counts, where errors sum over many channels."""
+    n, c, h, w, co = shape
+    rng = np.random.default_rng(41)
+    x, g, b = he_layer(rng, n, c, h, w, co)
+    x_before, g_before = x.copy(), g.copy()
+    pads = (1, 1, 1, 1)
+    y = winograd(kernels, x, g, b, pads)
+    assert np.array_equal(x, x_before) and np.array_equal(g, g_before)
+    assert_accurate(y, reference(x, g, b, pads))
 
 
 def test_bad_shapes(kernels):
