@@ -20,9 +20,10 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
   it pays (>= 16 channels, >= 16 tiles, and a large image or read-only weights, whose
   transformed filter is cached), else 'gemm' unless a group has fewer than 8 output
   channels (depthwise layers), else 'direct'. ``algorithm='direct'`` gives PyTorch-level
-  accuracy. Transposed convolution takes 'auto', 'gemm' (stride-phase sub-correlations
-  on the GEMM kernel; a 1x1 input without padding is one outer-product GEMM) and
-  'direct'; 'auto' runs 'gemm' unless a group has fewer than 8 output channels and
+  accuracy. Transposed convolution takes 'auto', 'gemm' and 'direct'; 'gemm' is, by
+  shape, one outer-product GEMM (a 1x1 input without padding), GEMM + col2im (inputs
+  no larger than the weights, one group) or stride-phase sub-correlations on the GEMM
+  kernel; 'auto' runs 'gemm' unless a group has fewer than 8 output channels and
   fewer than 64 taps per phase;
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
 
@@ -433,6 +434,40 @@ def _conv_transpose_outer(x4, w4, bc, y4, clamp):
         np.clip(y4, clamp[0], clamp[1], out=y4)
 
 
+# GEMM + col2im holds one GEMM row per input pixel (C_out*kh*kw values): bounded.
+_COL2IM_MAX_BYTES = 64 << 20
+
+
+def _col2im_pays(x4, w4, groups):
+    """GEMM + col2im rather than stride phases: for inputs no larger than the weights
+    (a generator's early layers, decoders' first up-convolutions). The phases gather
+    and transpose every weight per call (a 512 x 256 x 4 x 4 layer: 8 MiB read four
+    times) and, on small inputs, run GEMMs a few tiles wide; col2im transposes only
+    the input and runs one GEMM as wide as C_out*kh*kw."""
+    n, c_in, h, w = x4.shape
+    cols = n * h * w * w4[0].size * x4.itemsize
+    return groups == 1 and x4.size <= w4.size and cols <= _COL2IM_MAX_BYTES
+
+
+def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp):
+    """Transposed convolution as cols = X^T W (one row of C_out*kh*kw contributions per
+    input pixel, a 1x1 correlation on the GEMM kernel: its "image" is the weights, its
+    filters the input pixels' channel vectors), then col2im: each row scattered and
+    added into its output patch (over the bias), and the clamp."""
+    n, c_in, h, w = x4.shape
+    c_out, kh, kw = w4.shape[1:]
+    pixels = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(n * h * w, c_in, 1, 1)
+    cols = np.empty((1, n * h * w, 1, c_out * kh * kw), y4.dtype)
+    threads = _threads(cols.size * c_in)
+    _dispatch.kernels.conv2d_igemm(w4.reshape(1, c_in, 1, c_out * kh * kw), pixels,
+                                   np.zeros(n * h * w, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
+                                   -np.inf, np.inf, threads)
+    y4[...] = bc.reshape(-1, 1, 1)
+    (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
+    _conv_kernels.col2im_add(cols.reshape(n * h * w, c_out * kh * kw), y4, h, w, kh, kw,
+                             sh, sw, ph, pw, dh, dw, clamp[0], clamp[1], threads)
+
+
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
                     dilation, out, clamp=_NO_CLAMP, algorithm="auto"):
     x = _as_array(input, "input")
@@ -491,8 +526,12 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                 k_phase = (c_in // groups) * -(-kh // sh) * -(-kw // sw)
                 algorithm = ("gemm" if c_out // groups >= _GEMM_MIN_CHANNELS
                              or k_phase >= _GEMM_MIN_TAPS else "direct")
+            if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups):
+                algorithm = "col2im"
             if algorithm == "outer":
                 _conv_transpose_outer(x4, w4, bc, y4, clamp)
+            elif algorithm == "col2im":
+                _conv_transpose_col2im(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), clamp)
             elif algorithm == "gemm":
                 _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp)
             else:

@@ -88,3 +88,53 @@ def test_threads_bitwise(rng, shape):
             results.append(F.conv_transpose2d(x, w, None, stride, padding))
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c_in, size, c_out, k, stride, padding, output_padding, dilation", [
+    (8, 40, (4, 4), 9, (4, 4), 2, 1, 0, 1),        # a DCGAN-like up-convolution
+    (2, 30, (3, 5), 7, (3, 3), 1, 1, 0, 1),        # overlapping patches, stride 1
+    (3, 20, (2, 3), 5, (5, 4), (3, 2), (2, 1), (1, 0), (1, 2)),  # strides, pads, dilation
+    (1, 50, (7, 7), 16, (2, 2), 2, 0, 0, 1),       # U-Net-like: patches that do not overlap
+    (2, 32, (1, 6), 3, (1, 7), (1, 3), (0, 2), 0, 1),  # a 1-D-like row
+    (2, 64, (2, 2), 4, (9, 9), 4, 6, 3, 1),        # padding that crops most of each patch
+])
+def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, padding,
+                     output_padding, dilation):
+    """Inputs no larger than the weights: GEMM + col2im (the path is checked to run)."""
+    calls = []
+    original = F._conv_transpose_col2im
+    monkeypatch.setattr(F, "_conv_transpose_col2im", lambda *a: calls.append(1) or original(*a))
+    x, w, b = _layer(rng, n, c_in, size, c_out, k, dtype)
+    args = (stride, padding, output_padding, 1, dilation)
+    expected = ref.conv_transpose2d(x, w, b, *args)
+    assert_close(F.conv_transpose2d(x, w, b, *args), expected)
+    assert calls, "the col2im path did not run"
+    assert_close(F.conv_transpose2d(x, w, b, *args, algorithm="direct"), expected)
+    got = F._conv_transpose("conv_transpose2d", 2, x, w, b, stride, padding, output_padding, 1,
+                            dilation, None, clamp=(-0.5, 0.5))
+    assert_close(got, np.clip(expected, -0.5, 0.5))
+
+
+def test_col2im_threads_bitwise_and_nan(rng):
+    x, w, b = _layer(rng, 4, 48, (5, 6), 6, (4, 4), np.float32)
+    x[1, 3, 2, 4] = np.nan
+    results = []
+    for threads in (1, 2, 3):
+        with pyconv.num_threads(threads):
+            results.append(F.conv_transpose2d(x, w, b, 2, 1))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    nan = np.isnan(results[0])
+    # The NaN reaches exactly the outputs its pixel's patch covers, in every channel.
+    expected = np.zeros(nan.shape, bool)
+    expected[1, :, 2 * 2 - 1:2 * 2 + 3, 2 * 4 - 1:2 * 4 + 3] = True
+    np.testing.assert_array_equal(nan, expected)
+
+
+def test_col2im_kernel_checks_shapes():
+    y = np.zeros((1, 2, 3, 3))
+    with pytest.raises(ValueError, match="cols must be"):
+        pyconv._conv.col2im_add(np.zeros((4, 5)), y, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        pyconv._conv.col2im_add(np.zeros((4, 2)), y, 2, 2, 1, 1, 0, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
