@@ -93,8 +93,8 @@ def test_threads_bitwise(rng, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, c_in, size, c_out, k, stride, padding, output_padding, dilation", [
     (8, 40, (4, 4), 9, (4, 4), 2, 1, 0, 1),        # a DCGAN-like up-convolution
-    (2, 30, (3, 5), 7, (3, 3), 1, 1, 0, 1),        # overlapping patches, stride 1
-    (3, 20, (2, 3), 5, (5, 4), (3, 2), (2, 1), (1, 0), (1, 2)),  # strides, pads, dilation
+    (2, 40, (3, 5), 7, (3, 3), 1, 1, 0, 1),        # overlapping patches, stride 1
+    (3, 32, (2, 3), 5, (5, 4), (3, 2), (2, 1), (1, 0), (1, 2)),  # strides, pads, dilation
     (1, 50, (7, 7), 16, (2, 2), 2, 0, 0, 1),       # U-Net-like: patches that do not overlap
     (2, 32, (1, 6), 3, (1, 7), (1, 3), (0, 2), 0, 1),  # a 1-D-like row
     (2, 64, (2, 2), 4, (9, 9), 4, 6, 3, 1),        # padding that crops most of each patch
