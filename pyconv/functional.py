@@ -248,7 +248,10 @@ _WINOGRAD_MIN_TILES = 16     # 4x4 output tiles over the batch, with a cached tr
 _WINOGRAD_MIN_PIXELS = 600   # output pixels over the batch, transforming per call
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_CACHE = collections.OrderedDict()  # read-only weights -> transformed filter
-_WINOGRAD_CACHE_SIZE = 8
+# Least recently used transforms go first beyond this many bytes: a whole network's
+# (VGG-16's 3x3 layers: 235 MB, 4x their weights) -- a count limit of 8 made every
+# layer of a 10-layer network miss.
+_WINOGRAD_CACHE_BYTES = 1 << 30
 
 
 def _winograd_fits(w4, compute, stride, dilation, groups):
@@ -296,8 +299,9 @@ def _winograd_weights(w, w4):
     _dispatch.kernels.winograd_weights(w4, u, _threads(u.size * 9))
     if w is not None and _frozen(w):
         _WINOGRAD_CACHE[key] = (w, u)  # holding w keeps its id from being reused
-        while len(_WINOGRAD_CACHE) > _WINOGRAD_CACHE_SIZE:
-            _WINOGRAD_CACHE.popitem(last=False)
+        total = sum(entry[1].nbytes for entry in _WINOGRAD_CACHE.values())
+        while total > _WINOGRAD_CACHE_BYTES and len(_WINOGRAD_CACHE) > 1:
+            total -= _WINOGRAD_CACHE.popitem(last=False)[1][1].nbytes
     return u
 
 

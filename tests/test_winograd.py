@@ -299,3 +299,25 @@ def test_transform_cache_follows_the_weights():
     writable *= 3                                       # ...and the next call sees it
     np.testing.assert_allclose(F.conv2d(x, ro_view, padding=1, algorithm="winograd"),
                                3 * first, rtol=1e-4, atol=1e-4)
+
+
+def test_transform_cache_holds_a_network_and_evicts_by_bytes(monkeypatch):
+    """Every layer of a deep network stays cached (LRU by bytes, not by count), and
+    beyond the byte budget the least recently used transform goes first."""
+    rng = np.random.default_rng(14)
+    monkeypatch.setattr(F, "_WINOGRAD_CACHE", F.collections.OrderedDict())
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    weights = []
+    for _ in range(12):
+        w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+        w.flags.writeable = False
+        weights.append(w)
+        F.conv2d(x, w, padding=1, algorithm="winograd")
+    assert all(F._cache_key(w) in F._WINOGRAD_CACHE for w in weights)
+    one = 36 * 16 * 16 * 4
+    monkeypatch.setattr(F, "_WINOGRAD_CACHE_BYTES", 3 * one)
+    F.conv2d(x, weights[0], padding=1, algorithm="winograd")   # a hit: most recent now
+    w = weights[5].copy()
+    w.flags.writeable = False
+    F.conv2d(x, w, padding=1, algorithm="winograd")            # a miss: evicts down to 3
+    assert list(F._WINOGRAD_CACHE) == [F._cache_key(k) for k in (weights[11], weights[0], w)]
