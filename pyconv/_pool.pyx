@@ -45,6 +45,7 @@ cdef struct _Window:
     bint flat                 # rows pooled a chunk at a time (see _rows_max)
     Py_ssize_t pitch          # flat: a pooled row's pitch, wd / sw
     Py_ssize_t chunk          # flat: output rows per chunk
+    bint deep                 # flat, sh == 1 and pitch == ow_n: see _deep_rows
     Py_ssize_t ring           # not flat: pooled rows a thread keeps, row ih in slot ih & (ring-1)
     Py_ssize_t hold, split    # elements of a thread's pooled rows and of its phase buffer
     const Py_ssize_t* tap_at  # tap v of output column ow reads src[tap_at[v] + ow] (_phases)
@@ -73,6 +74,7 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
     g.x_lo = g.ca * sw - pw
     g.x_n = (g.cb - 1) * sw - pw + (kw - 1) * dw + 1 - g.x_lo if g.cb > g.ca else 0
     g.flat = wd % sw == 0 and ow_n <= wd // sw
+    g.deep = False
     # The rows of one window fall in distinct slots (they lie within `span`
     # consecutive rows, or are among the h rows), so a window's rows can all be held
     # at once, and each input row is pooled along the row once per work unit. A power
@@ -86,6 +88,7 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
         g.chunk = (n - span) // sh + 1
         g.pl = n * g.pitch
         g.hold = n * g.pitch
+        g.deep = sh == 1 and g.pitch == ow_n
     else:
         while g.ring < span and g.ring < h:
             g.ring = 2 * g.ring
@@ -468,6 +471,23 @@ cdef inline Py_ssize_t _pooled_at(Py_ssize_t ih, Py_ssize_t r0, const _Window* g
     return (ih - r0) * g.pitch if g.flat else (ih & (g.ring - 1)) * g.ow_n
 
 
+cdef inline void _deep_rows(Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t r0, const _Window* g,
+                           void* pooled, size_t elem, const void** rows,
+                           Py_ssize_t* fa, Py_ssize_t* fb) noexcept nogil:
+    """[fa, fb): the output rows of [o0, o1) whose kh rows are all real, when g.deep.
+    Their pooled rows are then one run too -- output (oh, ow) = oh*ow_n + ow reads
+    pooled row oh - ph + u*dh at (oh - ph + u*dh - r0)*ow_n + ow -- so one fold over
+    rows[u] (set here) of (fb - fa)*ow_n elements gives them all. fa = fb otherwise."""
+    cdef Py_ssize_t u, span = (g.kh - 1) * g.dh + 1
+    fa[0] = o0 if o0 > g.ph else g.ph
+    fb[0] = o1 if o1 < g.h - span + g.ph + 1 else g.h - span + g.ph + 1
+    if not g.deep or fb[0] <= fa[0]:
+        fb[0] = fa[0]
+        return
+    for u in range(g.kh):
+        rows[u] = <char*>pooled + (fa[0] - g.ph + u * g.dh - r0) * g.ow_n * elem
+
+
 cdef void _max_rows(const floating* x, floating* y, int64_t* idx, Py_ssize_t oh0, Py_ssize_t oh1,
                     const _Window* g, void* block) noexcept nogil:
     """Rows [oh0, oh1) of one plane of max pooling; idx may be NULL."""
@@ -478,7 +498,7 @@ cdef void _max_rows(const floating* x, floating* y, int64_t* idx, Py_ssize_t oh0
     cdef floating* phases = <floating*>sc.phases
     cdef const floating** rows = <const floating**>sc.ptrs
     cdef const int64_t** rows_idx = <const int64_t**>(sc.ptrs + _max_k(g))
-    cdef Py_ssize_t o0 = oh0, o1, r0 = 0, r1, oh, ow, u, ua, ue, ih, h0, slot, at, k
+    cdef Py_ssize_t o0 = oh0, o1, r0 = 0, r1, oh, ow, u, ua, ue, ih, h0, slot, at, k, fa, fb
     cdef bint exact, chunk_exact = False
     cdef floating* yr
     cdef int64_t* ir
@@ -493,7 +513,18 @@ cdef void _max_rows(const floating* x, floating* y, int64_t* idx, Py_ssize_t oh0
             if r0 < r1:
                 chunk_exact = _rows_max(x + r0 * wd, r1 - r0, phases, rows, pooled,
                                         pooled_idx, r0 * wd, g)
+        _deep_rows(o0, o1, r0, g, pooled, sizeof(floating), <const void**>rows, &fa, &fb)
+        if fa < fb:
+            if idx == NULL and not chunk_exact:
+                _fold_max(y + fa * ow_n, rows, g.kh, (fb - fa) * ow_n)
+            else:
+                for u in range(g.kh):
+                    rows_idx[u] = NULL if idx == NULL else pooled_idx + (rows[u] - pooled)
+                _fold_max_exact(y + fa * ow_n, NULL if idx == NULL else idx + fa * ow_n,
+                                rows, rows_idx, g.kh, (fb - fa) * ow_n)
         for oh in range(o0, o1):
+            if fa <= oh < fb:
+                continue
             yr = y + oh * ow_n
             ir = NULL if idx == NULL else idx + oh * ow_n
             h0 = oh * g.sh - g.ph
@@ -543,14 +574,15 @@ cdef void _avg_rows(const floating* x, floating* y, Py_ssize_t oh0, Py_ssize_t o
     Divisor: divisor_override if > 0; else with count_include_pad the taps inside the
     *padded* input (a ceil-mode overhang past the trailing pad is never counted), else
     the taps inside the real input; 0 taps give 0. full_divisor[ow] is the divisor of
-    a window whose kh rows are all real (never 0: such a column's sum is 0 anyway).
+    a window whose kh rows are all real (never 0: such a column's sum is 0 anyway),
+    repeated for g.chunk rows when g.deep.
     """
     cdef _Scratch sc = _carve(block, g, sizeof(floating))
     cdef Py_ssize_t ow_n = g.ow_n, wd = g.wd, span = (g.kh - 1) * g.dh + 1
     cdef floating* pooled = <floating*>sc.ring
     cdef floating* phases = <floating*>sc.phases
     cdef const floating** rows = <const floating**>sc.ptrs
-    cdef Py_ssize_t o0 = oh0, o1, r0 = 0, r1, oh, ow, u, ua, ue, ih, h0, slot, pa, pe, count
+    cdef Py_ssize_t o0 = oh0, o1, r0 = 0, r1, oh, ow, u, ua, ue, ih, h0, slot, pa, pe, count, fa, fb
     cdef floating* yr
     cdef floating d
     while o0 < oh1:
@@ -563,7 +595,20 @@ cdef void _avg_rows(const floating* x, floating* y, Py_ssize_t oh0, Py_ssize_t o
             r1 = r1 if r1 < g.h else g.h
             if r0 < r1:
                 _rows_sum(x + r0 * wd, r1 - r0, phases, rows, pooled, g)
+        _deep_rows(o0, o1, r0, g, pooled, sizeof(floating), <const void**>rows, &fa, &fb)
+        if fa < fb:
+            yr = y + fa * ow_n
+            _fold_sum(yr, rows, g.kh, (fb - fa) * ow_n)
+            if divisor_override > 0:
+                d = divisor_override
+                for ow in range((fb - fa) * ow_n):
+                    yr[ow] = yr[ow] / d
+            else:  # full_divisor holds chunk rows of divisors
+                for ow in range((fb - fa) * ow_n):
+                    yr[ow] = yr[ow] / full_divisor[ow]
         for oh in range(o0, o1):
+            if fa <= oh < fb:
+                continue
             yr = y + oh * ow_n
             h0 = oh * g.sh - g.ph
             _window_rows(h0, g, &ua, &ue)
@@ -707,7 +752,8 @@ cdef int _avg_pool2d(const floating* xp, floating* yp,
     cdef Py_ssize_t* tap_at = _window_init(&g, h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
                                            False)
     cdef Py_ssize_t* cols = _column_counts(&g, pw_end)
-    cdef floating* full_divisor = <floating*>malloc(ow_n * sizeof(floating))
+    cdef Py_ssize_t tiles = g.chunk if g.deep else 1
+    cdef floating* full_divisor = <floating*>malloc(tiles * ow_n * sizeof(floating))
     cdef Py_ssize_t ow, count
     if tap_at == NULL or cols == NULL or full_divisor == NULL:
         free(tap_at)
@@ -717,6 +763,8 @@ cdef int _avg_pool2d(const floating* xp, floating* yp,
     for ow in range(ow_n):
         count = kh * (cols[ow_n + ow] if count_include_pad else cols[ow])
         full_divisor[ow] = count if count > 0 else 1
+    for ow in range(ow_n, tiles * ow_n):
+        full_divisor[ow] = full_divisor[ow - ow_n]
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
     cdef Py_ssize_t unit, p, oh0, oh1
