@@ -71,6 +71,8 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
     tap_range((kw - 1) * dw - pw, sw, ow_n, wd, &a1, &e1)
     g.ca = a0
     g.cb = e1 if e1 > a0 else a0
+    if sw > wd:  # a column per phase at most: all edges, and no sw-sized phase buffer
+        g.ca = g.cb = 0
     g.x_lo = g.ca * sw - pw
     g.x_n = (g.cb - 1) * sw - pw + (kw - 1) * dw + 1 - g.x_lo if g.cb > g.ca else 0
     g.flat = wd % sw == 0 and ow_n <= wd // sw
@@ -85,7 +87,8 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
         g.pitch = wd // sw
         n = FLAT_ELEMS // wd
         n = n if n > span else span
-        g.chunk = (n - span) // sh + 1
+        n = n if n < h else h  # (a window's real rows, too, are at most h)
+        g.chunk = (n - span) // sh + 1 if n >= span else 1
         g.pl = n * g.pitch
         g.hold = n * g.pitch
         g.deep = sh == 1 and g.pitch == ow_n
@@ -94,7 +97,7 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
             g.ring = 2 * g.ring
         g.pl = (wd + sw - 1) // sw
         g.hold = g.ring * ow_n
-    g.split = sw * g.pl if sw > 1 else 0
+    g.split = sw * g.pl if sw > 1 and g.cb > g.ca else 0
     if tap_at != NULL:
         for v in range(kw):  # column ow*sw + off is element ow + (off - r)/sw of phase r
             off = v * dw - pw
