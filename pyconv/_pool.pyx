@@ -49,6 +49,7 @@ cdef struct _Window:
     Py_ssize_t ring           # not flat: pooled rows a thread keeps, row ih in slot ih & (ring-1)
     Py_ssize_t hold, split    # elements of a thread's pooled rows and of its phase buffer
     const Py_ssize_t* tap_at  # tap v of output column ow reads src[tap_at[v] + ow] (_phases)
+    const Py_ssize_t* real    # output column ow's real taps: [real[2ow], real[2ow + 1])
     bint indices              # max pooling with indices: the ring holds them too
 
 
@@ -60,11 +61,13 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                               bint indices) noexcept nogil:
-    """Fill g; returns its tap table, malloc'd (the caller frees it; NULL: no memory)."""
-    cdef Py_ssize_t a0, e0, a1, e1, v, off, r, n, span = (kh - 1) * dh + 1
-    cdef Py_ssize_t* tap_at = <Py_ssize_t*>malloc(kw * sizeof(Py_ssize_t))
+    """Fill g; returns its tables (tap_at, then real), malloc'd in one block (the
+    caller frees it; NULL: no memory)."""
+    cdef Py_ssize_t a0, e0, a1, e1, v, off, r, n, ow, span = (kh - 1) * dh + 1
+    cdef Py_ssize_t* tap_at = <Py_ssize_t*>malloc((kw + 2 * ow_n) * sizeof(Py_ssize_t))
     g.h, g.wd, g.ow_n, g.kh, g.kw, g.sh, g.sw = h, wd, ow_n, kh, kw, sh, sw
-    g.ph, g.pw, g.dh, g.dw, g.indices, g.tap_at = ph, pw, dh, dw, indices, tap_at
+    g.ph, g.pw, g.dh, g.dw, g.indices = ph, pw, dh, dw, indices
+    g.tap_at, g.real = tap_at, tap_at + kw
     # Taps move right with v, so a column is interior iff its first tap is past the
     # left edge and its last tap before the right one.
     tap_range(-pw, sw, ow_n, wd, &a0, &e0)
@@ -105,6 +108,8 @@ cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_
             if r < 0:
                 r = r + sw
             tap_at[v] = r * g.pl + (off - r) // sw
+        for ow in range(ow_n):  # the edges' divisions, once per call
+            tap_range(ow * sw - pw, dw, kw, wd, tap_at + kw + 2 * ow, tap_at + kw + 2 * ow + 1)
     return tap_at
 
 
@@ -341,7 +346,7 @@ cdef bint _rows_max(const floating* xr, Py_ssize_t n, floating* phases, const fl
             _fold_max_exact(hv + g.ca, NULL, taps, NULL, g.kw, m)
         else:
             _fold_max(hv + g.ca, taps, g.kw, m)
-    for i in range(n):  # the edges: a few columns, tap by tap with bounds checks
+    for i in range(n):  # the edges: a few columns, each over its real taps
         for ow in range(g.ca):
             exact = _edge_max(xr + i * g.wd, hv + i * g.pitch, hi, base + i * g.wd,
                               i * g.pitch, ow, g) | exact
@@ -375,19 +380,21 @@ cdef void _taps_max_indexed(floating* hv, int64_t* hi, const floating** taps, Py
 
 cdef inline bint _edge_max(const floating* xr, floating* hv, int64_t* hi, Py_ssize_t base,
                            Py_ssize_t at, Py_ssize_t ow, const _Window* g) noexcept nogil:
-    """_rows_max for column ow of one row (its indices at hi + at), checking every tap
-    against the row's bounds; whether its maximum is NaN."""
-    cdef Py_ssize_t v, c, best_c = -1
+    """_rows_max for column ow of one row (its indices at hi + at), over its real taps
+    (from g.real); whether its maximum is NaN."""
+    cdef Py_ssize_t v, va = g.real[2 * ow], ve = g.real[2 * ow + 1]
+    cdef Py_ssize_t c = ow * g.sw + va * g.dw - g.pw, best_c = -1
     cdef floating val, best = 0
-    cdef bint found = False
-    for v in range(g.kw):
-        c = ow * g.sw + v * g.dw - g.pw
-        if 0 <= c < g.wd:
-            val = xr[c]
-            if not found or val > best or val != val:
-                best = val
-                best_c = base + c
-                found = True
+    cdef bint take
+    if va < ve:
+        best = xr[c]
+        best_c = base + c
+    for v in range(va + 1, ve):  # selects: random data would mispredict branches
+        c = c + g.dw
+        val = xr[c]
+        take = (val > best) | (val != val)
+        best = val if take else best
+        best_c = base + c if take else best_c
     hv[ow] = best
     if hi != NULL:
         hi[at + ow] = best_c
@@ -414,13 +421,13 @@ cdef void _rows_sum(const floating* xr, Py_ssize_t n, floating* phases, const fl
 
 
 cdef inline floating _edge_sum(const floating* xr, Py_ssize_t ow, const _Window* g) noexcept nogil:
-    """_rows_sum for column ow of one row, checking every tap against the row's bounds."""
-    cdef Py_ssize_t v, c
+    """_rows_sum for column ow of one row: its real taps (from g.real) only."""
+    cdef Py_ssize_t v, va = g.real[2 * ow], ve = g.real[2 * ow + 1]
+    cdef Py_ssize_t c = ow * g.sw + va * g.dw - g.pw
     cdef floating acc = 0
-    for v in range(g.kw):
-        c = ow * g.sw + v * g.dw - g.pw
-        if 0 <= c < g.wd:
-            acc = acc + xr[c]
+    for v in range(va, ve):
+        acc = acc + xr[c]
+        c = c + g.dw
     return acc
 
 
