@@ -12,13 +12,22 @@ any window holding one and its index points at it (the last NaN in row-major ord
 as PyTorch's CPU kernel does); indices are flat positions ih*W + iw in the plane.
 
 Data flow: def entry (checks, releases the GIL) -> cdef nogil function on raw
-pointers (the same one behind the C API: column tables malloc'd once per call) ->
-prange over (plane, row block) units, each output element owned by one unit
-(bitwise identical for any thread count), guided schedule (a global pool of a batch
-is 16k units of 49 inputs each: handing them out one by one, schedule dynamic, cost
-more than the sums) -> per output row, one pass per kernel tap
-over the row's output columns that tap reads inside the input (no per-element
-bounds checks; the stride-1 passes vectorise).
+pointers (the same one behind the C API: tap tables malloc'd once per call, scratch
+once per thread) -> prange over (plane, row block) units, each output element owned
+by one unit (bitwise identical for any thread count), guided schedule (a global pool
+of a batch is 16k units of 49 inputs each: handing them out one by one, schedule
+dynamic, cost more than the sums) -> separable windows:
+
+    input rows --split into sw column phases (unit stride)--> fold the kw taps
+      = pooled rows (each input row once per unit) --fold the kh rows--> output row
+
+Folds take up to three rows per pass in registers (no load+store per tap). Pooled
+rows live in a ring of single rows, or -- "flat", when W % sw == 0 and OW <= W/sw,
+the layers of real networks -- a chunk of rows is pooled by one fold as one long
+row (its per-row edge columns recomputed), and with sh == 1 the output rows with
+all-real windows are folded as one run too: short rows cost no per-row overhead.
+Max without NaN folds with MAXPS (`v > m ? v : m` keeps the first maximum); a chunk
+holding a NaN, or asking for indices, takes the exact select instead.
 
 C API: _pool.pxd declares max_pool2d / avg_pool2d / adaptive_avg_pool2d /
 adaptive_max_pool2d for float (_f32) and double (_f64); the contract is in capi.pxd.
