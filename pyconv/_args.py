@@ -20,6 +20,8 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 def as_int(value, name, expected="an int"):
     """``value`` as a Python int; bools, floats and strings are a TypeError."""
+    if type(value) is int and -SIZE_LIMIT < value < SIZE_LIMIT:
+        return value  # the common case, without the ABC checks (a few us per call)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be {expected}, got {value!r}")
     value = operator.index(value)

@@ -102,6 +102,9 @@ def _dtypes(op, operands):
 
 def _native(array, dtype):
     """C-contiguous, aligned, native-byte-order copy of ``array`` as ``dtype`` (no copy if already so)."""
+    flags = array.flags
+    if array.dtype == dtype and flags.c_contiguous and flags.aligned:  # np.require costs ~3 us
+        return array
     return np.require(array, dtype=dtype, requirements=["C", "A"])
 
 
