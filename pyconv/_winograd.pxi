@@ -532,11 +532,11 @@ cdef extern from *:
                                  int64_t tw, int64_t tpi, int64_t t0, int64_t nt) nogil
     void pyconv_wino_weights_f32(const float* w, int64_t c_in, float* u, int64_t ldt, int m) nogil
 
-# Blocking. TB (tiles per unit, a multiple of NR): V = 36 x C_in x TB floats stays
+# Blocking. TB (tiles per unit, a multiple of NR): V = P x C_in x TB floats stays
 # near WINO_V_BYTES, at most WINO_TB_MAX_NR x NR tiles (48 on AVX2: measured better
 # than 96 at 64 and 128 channels, batch 1 and 8 -- V and U then share the 1 MiB L2
 # of this machine's cores), 24 at 256 channels and more. OB (output channels per M
-# block, a multiple of MR): M = 36 x OB x TB floats near WINO_M_BYTES, so that the
+# block, a multiple of MR): M = P x OB x TB floats near WINO_M_BYTES, so that the
 # output transform reads it from L2 right after the GEMMs wrote it.
 # F(2x2, 3x3) takes the same TB: 2, 4 and 8 NR measured within noise of each other
 # (64@56^2 ... 512@7^2, batch 1 and 8), 2 at most 5 % ahead.

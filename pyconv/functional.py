@@ -22,10 +22,10 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
   two where it pays (>= 16 channels, enough tiles, and a large enough image or
   read-only weights, whose transformed filter is cached: see _auto_algorithm), else
   'gemm' unless a group has fewer than 8 output channels (depthwise layers), else
-  'direct'. ``algorithm='direct'`` gives PyTorch-level accuracy. Transposed convolution takes 'auto', 'gemm' (stride-phase sub-correlations
-  on the GEMM kernel; a 1x1 input without padding is one outer-product GEMM) and
-  'direct'; 'auto' runs 'gemm' unless a group has fewer than 8 output channels and
-  fewer than 64 taps per phase;
+  'direct'. ``algorithm='direct'`` gives PyTorch-level accuracy. Transposed convolution
+  takes 'auto', 'gemm' (stride-phase sub-correlations on the GEMM kernel; a 1x1 input
+  without padding is one outer-product GEMM) and 'direct'; 'auto' runs 'gemm' unless a
+  group has fewer than 8 output channels and fewer than 64 taps per phase;
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
 
 Arrays: input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; conv weight
