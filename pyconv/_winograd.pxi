@@ -1,41 +1,43 @@
-# Winograd F(4x4, 3x3): float32 3x3 stride-1 correlation with 36 GEMMs instead of 9
-# taps per output (2.25x fewer multiplications at full tiles, 4x per interior 4x4 tile).
+# Winograd F(4x4, 3x3) and F(2x2, 3x3): float32 3x3 stride-1 correlation with 36 (16)
+# GEMMs instead of 9 taps per output (2.25x fewer multiplications at full tiles, 4x per
+# interior 4x4 tile; F(2x2, 3x3): 2.25x per 2x2 tile, with errors a few times smaller).
 #
 # Included by each kernel-set module after _igemm.pxi (it uses its _aligned_malloc,
 # KC and the micro-kernel declarations), so it is compiled once per ISA.
 #
-# Lavin & Gray's F(4, 3) (points 0, +-1, +-2, inf). For one 6x6 input tile d, one
-# 3x3 filter g and the 4x4 output tile y:
+# Lavin & Gray's F(m, 3), m = 4 (points 0, +-1, +-2, inf) or m = 2 (0, +-1, inf). For
+# one (m + 2) x (m + 2) input tile d, one 3x3 filter g and the m x m output tile y:
 #
-#     y = A^T [ (G g G^T) .* (B^T d B) ] A      (.* : per transform point t < 36)
+#     y = A^T [ (G g G^T) .* (B^T d B) ] A      (.* : per transform point t < P = (m + 2)^2)
 #
 # and summed over input channels the point-wise product is a GEMM per point:
 #
 #     M[t] (C_out x tiles) = U[t] (C_out x C_in) * V[t] (C_in x tiles)
 #
 #   winograd_weights            U = G g G^T, once per layer (the caller caches it),
-#                               stored u[t][o][c]: each U[t] is a micro-kernel A
+#   (winograd2_weights: m = 2)  stored u[t][o][c]: each U[t] is a micro-kernel A
 #                               operand read in place (lda = C_in)
-#   winograd_conv2d             def: checks, releases the GIL
+#   winograd_conv2d             def: checks, releases the GIL (both share
+#   (winograd2_conv2d: m = 2)   _winograd_conv2d: only the transforms differ)
 #    '- prange over work units  unit = (block of TB tiles over all images, block of
 #         |                     output-channel panels); one unit owns its output
 #         |                     elements and sums them in one fixed order: bitwise
 #         |                     identical for any thread count
-#         |- _wino_input        B^T d B for every channel of the block's tiles, per
-#         |                     run of tiles in one tile row: its 6 input rows staged
-#         |                     with zero padding, VL adjacent tiles per vector (a
-#         |                     4 x VL transpose of row segments) -> per-thread V
-#         |                     (36 x C_in x TB), rows of TB tiles: the micro-kernel's
-#         |                     packed B
+#         |- _wino(2)_input     B^T d B for every channel of the block's tiles, per
+#         |                     run of tiles in one tile row: its m + 2 input rows
+#         |                     staged with zero padding, VL adjacent tiles per vector
+#         |                     (m = 4: a 4 x VL transpose of row segments; m = 2: even
+#         |                     and odd lanes) -> per-thread V (P x C_in x TB), rows of
+#         |                     TB tiles: the micro-kernel's packed B
 #         '- per block of OB output channels:
-#              for t < 36, K block (KC channels), MR-channel panel, NR-tile tile:
+#              for t < P, K block (KC channels), MR-channel panel, NR-tile tile:
 #                  micro-kernel  M[t] (+)= U[t] * V[t]          (_ukernel.h)
-#              _wino_output      A^T m A, + bias, clamp, VL tiles per vector; per
-#                                output row the inverse transpose: VL tiles' 4 VL
+#              _wino(2)_output   A^T m A, + bias, clamp, VL tiles per vector; per
+#                                output row the inverse shuffle: VL tiles' m VL
 #                                contiguous outputs, clipped at the edges
 #
-# Workspace per thread: V (36 x C_in x TB floats, TB chosen to keep it near 1 MiB),
-# M (36 x OB x TB, about 512 KiB) and the staged rows (6 x 4 (TB + VL) floats) --
+# Workspace per thread: V (P x C_in x TB floats, TB chosen to keep it near 1 MiB),
+# M (P x OB x TB, about 512 KiB) and the staged rows ((m + 2) x m (TB + VL) floats) --
 # bounded by C_in, never by the image.
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
@@ -166,6 +168,56 @@ cdef extern from *:
         return r;
     }
 
+    /* stage[r][q] = plane[iy + r][ix + q], r < rows, q < ws: a run's input window of one
+     * channel plane (h x w; stage rows ldst apart). The padding outside the image is the
+     * same for every channel: zero = 1 (the run's first channel) writes its zeros. */
+    static inline void pyconv_wino_stage(const float *plane, int64_t h, int64_t w, int64_t iy,
+                                         int64_t ix, int rows, int64_t ws, float *stage,
+                                         int64_t ldst, int zero)
+    {
+        int64_t r0 = iy < 0 ? -iy : 0, r1 = h - iy < rows ? h - iy : rows;
+        int64_t q0 = ix < 0 ? -ix : 0, q1 = w - ix < ws ? w - ix : ws;
+        if (zero)
+            for (int r = 0; r < rows; r++)
+                memset(stage + r * ldst, 0, ws * sizeof(float));
+        for (int64_t r = r0; r < r1; r++) {
+            const float *src = plane + (iy + r) * w + ix + q0;
+            float *dst = stage + r * ldst + q0;
+            for (int64_t q = 0; q < q1 - q0; q++)
+                dst[q] = src[q];
+        }
+    }
+
+    /* v[t*ldt + l] = lane l of d[t], t < np, for the lanes l < lanes (the last columns
+     * of V's rows: lanes < VL) or all VL. */
+    static inline void pyconv_wino_store(const pyconv_vf *d, int np, float *v, int64_t ldt,
+                                         int64_t lanes)
+    {
+        enum { VL = PYCONV_WVL };
+        float clip[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
+        if (lanes >= VL) {
+            for (int t = 0; t < np; t++)
+                *(pyconv_wvu *)(v + t * ldt) = d[t];
+        } else {
+            for (int t = 0; t < np; t++)
+                *(pyconv_vf *)(clip + t * VL) = d[t];
+            for (int t = 0; t < np; t++)
+                for (int64_t l = 0; l < lanes; l++)
+                    v[t * ldt + l] = clip[t * VL + l];
+        }
+    }
+
+    /* Zeros in V's columns nt .. nt rounded up to VL (read by the GEMMs, never stored by
+     * a transform), np points, c_in rows of ldb columns per point. */
+    static inline void pyconv_wino_zero_tail(float *v, int64_t c_in, int np, int64_t nt,
+                                             int64_t ldb, int64_t ldt)
+    {
+        for (int64_t c = 0; c < c_in; c++)
+            for (int t = 0; t < np; t++)
+                for (int64_t l = nt; l % PYCONV_WVL; l++)
+                    v[t * ldt + c * ldb + l] = 0.0f;
+    }
+
     /* Input transform of tiles [t0, t0 + nt), every channel:
      *   v[t*ldt + c*ldb + j] = (B^T d B)[t] of channel c of tile t0 + j,   j < nt,
      * and zeros for nt <= j < nt rounded up to VL (<= ldb). The stores of a run's last
@@ -183,24 +235,14 @@ cdef extern from *:
     {
         enum { VL = PYCONV_WVL };
         pyconv_vf d[36], e[36];
-        float clip[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
         const int64_t hw = h * w;
         for (int64_t j = 0; j < nt;) {
             pyconv_wino_run run = pyconv_wino_run_at(t0 + j, nt - j, tw, tpi);
             int64_t groups = (run.len + VL - 1) / VL, ws = 4 * VL * groups + 2;
             int64_t iy = 4 * run.ty - ph, ix = 4 * run.tx - pw;
-            int64_t r0 = iy < 0 ? -iy : 0, r1 = h - iy < 6 ? h - iy : 6;
-            int64_t q0 = ix < 0 ? -ix : 0, q1 = w - ix < ws ? w - ix : ws;
-            for (int64_t r = 0; r < 6; r++)      /* padding: zeros for every channel */
-                memset(stage + r * ldst, 0, ws * sizeof(float));
             for (int64_t c = 0; c < c_in; c++) {
-                const float *xc = x + (run.n * c_in + c) * hw + ix + q0;
-                for (int64_t r = r0; r < r1; r++) {
-                    const float *src = xc + (iy + r) * w;
-                    float *dst = stage + r * ldst + q0;
-                    for (int64_t q = 0; q < q1 - q0; q++)
-                        dst[q] = src[q];
-                }
+                pyconv_wino_stage(x + (run.n * c_in + c) * hw, h, w, iy, ix, 6, ws,
+                                  stage, ldst, c == 0);
                 for (int64_t g = 0; g < groups; g++) {
                     const float *s = stage + 4 * VL * g;
                     for (int r = 0; r < 6; r++) {    /* d[r][q] = column q of row r */
@@ -217,25 +259,12 @@ cdef extern from *:
                     for (int q = 0; q < 6; q++)                /* columns: B^T d B */
                         pyconv_wino_bt6(e + q, 6, d + q, 6);
                     int64_t jg = j + VL * g;
-                    float *vc = v + c * ldb + jg;
-                    if (jg + VL <= ldb) {
-                        for (int t = 0; t < 36; t++)
-                            *(pyconv_wvu *)(vc + t * ldt) = d[t];
-                    } else {                                   /* the row's last columns */
-                        for (int t = 0; t < 36; t++)
-                            *(pyconv_vf *)(clip + t * VL) = d[t];
-                        for (int t = 0; t < 36; t++)
-                            for (int64_t l = 0; l < ldb - jg; l++)
-                                vc[t * ldt + l] = clip[t * VL + l];
-                    }
+                    pyconv_wino_store(d, 36, v + c * ldb + jg, ldt, ldb - jg);
                 }
             }
             j += run.len;
         }
-        for (int64_t c = 0; c < c_in; c++)             /* the lanes past the block */
-            for (int t = 0; t < 36; t++)
-                for (int64_t l = nt; l % VL; l++)
-                    v[t * ldt + c * ldb + l] = 0.0f;
+        pyconv_wino_zero_tail(v, c_in, 36, nt, ldb, ldt);
     }
 
     /* Output transform of tiles [t0, t0 + nt), channels o < n_o:
@@ -295,27 +324,167 @@ cdef extern from *:
         }
     }
 
-    /* Filter transform of one output channel: u[t*ldt + c] = (G g_c G^T)[t] for the
-     * 3x3 filters g_c = w[9c .. 9c + 9), c < c_in; in double (VL/2 channels per
-     * vector), rounded once. G's rows are [1/4 0 0], -[1 1 1]/6, -[1 -1 1]/6,
-     * [1/4 1/2 1]/6, [1/4 -1/2 1]/6, [0 0 1]: shared sums make the 6 rows 10 operations. */
+    /* ---- F(2x2, 3x3): 4x4 input tiles 2 apart, 16 points ----
+     * VL adjacent tiles read a row segment of 2 VL + 2 floats: columns 0, 1 of tile l
+     * are floats 2l, 2l + 1 (the even and odd lanes of the first 2 VL floats), columns
+     * 2, 3 are columns 0, 1 shifted by a tile. Each output row of VL tiles is the
+     * inverse: their 2 output columns interleaved into 2 VL contiguous floats. */
+    #if PYCONV_WVL == 4
+    #define PYCONV_WEVEN 0, 2, 4, 6
+    #define PYCONV_WODD 1, 3, 5, 7
+    #define PYCONV_WZIPLO 0, 4, 1, 5
+    #define PYCONV_WZIPHI 2, 6, 3, 7
+    #elif PYCONV_WVL == 8
+    #define PYCONV_WEVEN 0, 2, 4, 6, 8, 10, 12, 14
+    #define PYCONV_WODD 1, 3, 5, 7, 9, 11, 13, 15
+    #define PYCONV_WZIPLO 0, 8, 1, 9, 2, 10, 3, 11
+    #define PYCONV_WZIPHI 4, 12, 5, 13, 6, 14, 7, 15
+    #else
+    #define PYCONV_WEVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+    #define PYCONV_WODD 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+    #define PYCONV_WZIPLO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+    #define PYCONV_WZIPHI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+    #endif
+
+    /* x[0..3] := B^T x for a 4-vector of tile vectors: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
+    static inline void pyconv_wino2_bt4(const pyconv_vf *x, int xs, pyconv_vf *o, int os)
+    {
+        pyconv_vf x0 = x[0], x1 = x[xs], x2 = x[2 * xs], x3 = x[3 * xs];
+        o[0] = x0 - x2;
+        o[os] = x1 + x2;
+        o[2 * os] = x2 - x1;
+        o[3 * os] = x1 - x3;
+    }
+
+    /* o = A^T m for one 4-vector: A^T = [1 1 1 0; 0 1 -1 -1] */
+    static inline void pyconv_wino2_at4(const pyconv_vf *m, int ms, pyconv_vf *o, int os)
+    {
+        o[0] = m[0] + m[ms] + m[2 * ms];
+        o[os] = (m[ms] - m[2 * ms]) - m[3 * ms];
+    }
+
+    /* The F(2, 3) input transform: pyconv_wino_input_f32's contract with 4x4 tiles 2
+     * apart (v[t*ldt + c*ldb + j], t < 16); per run and channel its 4 input rows staged. */
+    static void pyconv_wino2_input_f32(const float *x, int64_t c_in, int64_t h, int64_t w,
+                                       int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
+                                       int64_t t0, int64_t nt, float *v, int64_t ldb, int64_t ldt,
+                                       float *stage, int64_t ldst)
+    {
+        enum { VL = PYCONV_WVL };
+        pyconv_vf d[16], e[16];
+        const int64_t hw = h * w;
+        for (int64_t j = 0; j < nt;) {
+            pyconv_wino_run run = pyconv_wino_run_at(t0 + j, nt - j, tw, tpi);
+            int64_t groups = (run.len + VL - 1) / VL, ws = 2 * VL * groups + 2;
+            int64_t iy = 2 * run.ty - ph, ix = 2 * run.tx - pw;
+            for (int64_t c = 0; c < c_in; c++) {
+                pyconv_wino_stage(x + (run.n * c_in + c) * hw, h, w, iy, ix, 4, ws,
+                                  stage, ldst, c == 0);
+                for (int64_t g = 0; g < groups; g++) {
+                    const float *s = stage + 2 * VL * g;
+                    for (int r = 0; r < 4; r++) {    /* d[r][q] = column q of row r */
+                        const float *sr = s + r * ldst;
+                        pyconv_vf a = *(const pyconv_wvu *)sr, b = *(const pyconv_wvu *)(sr + VL);
+                        pyconv_vf *dr = d + 4 * r;
+                        dr[0] = PYCONV_WSHUF(a, b, PYCONV_WEVEN);
+                        dr[1] = PYCONV_WSHUF(a, b, PYCONV_WODD);
+                        dr[2] = PYCONV_WSHUF(dr[0], (pyconv_vf){0} + sr[2 * VL], PYCONV_WNEXT);
+                        dr[3] = PYCONV_WSHUF(dr[1], (pyconv_vf){0} + sr[2 * VL + 1], PYCONV_WNEXT);
+                        pyconv_wino2_bt4(dr, 1, e + 4 * r, 1);   /* rows: e = d B */
+                    }
+                    for (int q = 0; q < 4; q++)                /* columns: B^T d B */
+                        pyconv_wino2_bt4(e + q, 4, d + q, 4);
+                    int64_t jg = j + VL * g;
+                    pyconv_wino_store(d, 16, v + c * ldb + jg, ldt, ldb - jg);
+                }
+            }
+            j += run.len;
+        }
+        pyconv_wino_zero_tail(v, c_in, 16, nt, ldb, ldt);
+    }
+
+    /* The F(2, 3) output transform: pyconv_wino_output_f32's contract with 2x2 tiles
+     * (y[n, o, 2*ty + i, 2*tx + k], m[t], t < 16). */
+    static void pyconv_wino2_output_f32(const float *m, int64_t ldm, int64_t ldt, int64_t n_o,
+                                        const float *bias, float lo, float hi, float *y,
+                                        int64_t c_out, int64_t oh, int64_t ow,
+                                        int64_t tw, int64_t tpi, int64_t t0, int64_t nt)
+    {
+        enum { VL = PYCONV_WVL };
+        float part[2 * VL] __attribute__((aligned(PYCONV_ALIGN)));
+        pyconv_vf mv[16], tmp[8], yv[4], row[2];
+        const int64_t ohw = oh * ow;
+        const pyconv_vf lov = (pyconv_vf){0} + lo, hiv = (pyconv_vf){0} + hi;
+        for (int64_t j = 0; j < nt;) {
+            pyconv_wino_run run = pyconv_wino_run_at(t0 + j, nt - j, tw, tpi);
+            int64_t oy = 2 * run.ty, rows = oh - oy < 2 ? oh - oy : 2;
+            for (int64_t o = 0; o < n_o; o++) {
+                const pyconv_vf bv = (pyconv_vf){0} + bias[o];
+                for (int64_t g = 0; g * VL < run.len; g++) {
+                    const float *mo = m + o * ldm + j + VL * g;
+                    for (int t = 0; t < 16; t++)
+                        mv[t] = *(const pyconv_wvu *)(mo + t * ldt);
+                    for (int q = 0; q < 4; q++)          /* columns: tmp[i][q] = (A^T m)[i][q] */
+                        pyconv_wino2_at4(mv + q, 4, tmp + q, 4);
+                    for (int i = 0; i < 2; i++)          /* rows: yv[i][k] = (A^T m A)[i][k] */
+                        pyconv_wino2_at4(tmp + 4 * i, 1, yv + 2 * i, 1);
+                    for (int k = 0; k < 4; k++)
+                        yv[k] = pyconv_clamp_float(yv[k] + bv, lov, hiv);
+                    int64_t ox = 2 * (run.tx + VL * g);
+                    int64_t tiles = run.len - VL * g < VL ? run.len - VL * g : VL;
+                    int64_t cols = ow - ox < 2 * tiles ? ow - ox : 2 * tiles;
+                    float *dst = y + (run.n * c_out + o) * ohw + oy * ow + ox;
+                    for (int64_t i = 0; i < rows; i++, dst += ow) {
+                        row[0] = PYCONV_WSHUF(yv[2 * i], yv[2 * i + 1], PYCONV_WZIPLO);
+                        row[1] = PYCONV_WSHUF(yv[2 * i], yv[2 * i + 1], PYCONV_WZIPHI);
+                        if (cols == 2 * VL) {
+                            *(pyconv_wvu *)dst = row[0];
+                            *(pyconv_wvu *)(dst + VL) = row[1];
+                        } else {
+                            *(pyconv_vf *)part = row[0];
+                            *(pyconv_vf *)(part + VL) = row[1];
+                            for (int64_t k = 0; k < cols; k++)
+                                dst[k] = part[k];
+                        }
+                    }
+                }
+            }
+            j += run.len;
+        }
+    }
+
+    /* Filter transform of one output channel: u[t*ldt + c] = (G g_c G^T)[t], t < (m + 2)^2,
+     * for the 3x3 filters g_c = w[9c .. 9c + 9), c < c_in; in double (VL/2 channels per
+     * vector), rounded once. G (m + 2 rows) is applied to 3 values by pyconv_wino_g3:
+     *   m = 4: [1/4 0 0], -[1 1 1]/6, -[1 -1 1]/6, [1/4 1/2 1]/6, [1/4 -1/2 1]/6, [0 0 1]
+     *          (shared sums make the 6 rows 10 operations);
+     *   m = 2: [1 0 0], [1 1 1]/2, [1 -1 1]/2, [0 0 1]. */
     typedef float pyconv_wfh __attribute__((vector_size(PYCONV_VBYTES / 2)));
     typedef float pyconv_wfhu __attribute__((vector_size(PYCONV_VBYTES / 2), aligned(4), may_alias));
 
-    static inline void pyconv_wino_g3(pyconv_vd g0, pyconv_vd g1, pyconv_vd g2, pyconv_vd *o, int os)
+    static inline void pyconv_wino_g3(int m, pyconv_vd g0, pyconv_vd g1, pyconv_vd g2, pyconv_vd *o, int os)
     {
-        pyconv_vd s = g0 + g2, q = 0.25 * g0 + g2, h = 0.5 * g1;
-        o[0] = 0.25 * g0;
-        o[os] = (s + g1) * (-1.0 / 6);
-        o[2 * os] = (s - g1) * (-1.0 / 6);
-        o[3 * os] = (q + h) * (1.0 / 6);
-        o[4 * os] = (q - h) * (1.0 / 6);
-        o[5 * os] = g2;
+        if (m == 4) {
+            pyconv_vd s = g0 + g2, q = 0.25 * g0 + g2, h = 0.5 * g1;
+            o[0] = 0.25 * g0;
+            o[os] = (s + g1) * (-1.0 / 6);
+            o[2 * os] = (s - g1) * (-1.0 / 6);
+            o[3 * os] = (q + h) * (1.0 / 6);
+            o[4 * os] = (q - h) * (1.0 / 6);
+            o[5 * os] = g2;
+        } else {
+            pyconv_vd s = 0.5 * (g0 + g2), h = 0.5 * g1;
+            o[0] = g0;
+            o[os] = s + h;
+            o[2 * os] = s - h;
+            o[3 * os] = g2;
+        }
     }
 
-    static void pyconv_wino_weights_f32(const float *w, int64_t c_in, float *u, int64_t ldt)
+    static void pyconv_wino_weights_f32(const float *w, int64_t c_in, float *u, int64_t ldt, int m)
     {
         enum { WD = PYCONV_VBYTES / 8 };
+        const int n = m + 2;
         double gd[9 * WD] __attribute__((aligned(PYCONV_ALIGN)));
         float uf[36 * WD] __attribute__((aligned(PYCONV_ALIGN)));
         pyconv_vd gv[9], tg[18], uv[36];
@@ -326,18 +495,18 @@ cdef extern from *:
                     gd[k * WD + l] = l < nc ? w[(c0 + l) * 9 + k] : 0.0;
             for (int k = 0; k < 9; k++)
                 gv[k] = *(const pyconv_vd *)(gd + k * WD);
-            for (int jc = 0; jc < 3; jc++)        /* tg = G g (6 x 3) */
-                pyconv_wino_g3(gv[jc], gv[3 + jc], gv[6 + jc], tg + jc, 3);
-            for (int i = 0; i < 6; i++)           /* u = tg G^T (6 x 6) */
-                pyconv_wino_g3(tg[3 * i], tg[3 * i + 1], tg[3 * i + 2], uv + 6 * i, 1);
+            for (int jc = 0; jc < 3; jc++)        /* tg = G g (n x 3) */
+                pyconv_wino_g3(m, gv[jc], gv[3 + jc], gv[6 + jc], tg + jc, 3);
+            for (int i = 0; i < n; i++)           /* u = tg G^T (n x n) */
+                pyconv_wino_g3(m, tg[3 * i], tg[3 * i + 1], tg[3 * i + 2], uv + n * i, 1);
             float *uc = u + c0;
             if (nc == WD) {
-                for (int t = 0; t < 36; t++)
+                for (int t = 0; t < n * n; t++)
                     *(pyconv_wfhu *)(uc + t * ldt) = __builtin_convertvector(uv[t], pyconv_wfh);
             } else {
-                for (int t = 0; t < 36; t++)
+                for (int t = 0; t < n * n; t++)
                     *(pyconv_wfh *)(uf + t * WD) = __builtin_convertvector(uv[t], pyconv_wfh);
-                for (int t = 0; t < 36; t++)
+                for (int t = 0; t < n * n; t++)
                     for (int64_t l = 0; l < nc; l++)
                         uc[t * ldt + l] = uf[t * WD + l];
             }
@@ -353,14 +522,24 @@ cdef extern from *:
                                 const float* bias, float lo, float hi, float* y,
                                 int64_t c_out, int64_t oh, int64_t ow,
                                 int64_t tw, int64_t tpi, int64_t t0, int64_t nt) nogil
-    void pyconv_wino_weights_f32(const float* w, int64_t c_in, float* u, int64_t ldt) nogil
+    void pyconv_wino2_input_f32(const float* x, int64_t c_in, int64_t h, int64_t w,
+                                int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
+                                int64_t t0, int64_t nt, float* v, int64_t ldb, int64_t ldt,
+                                float* stage, int64_t ldst) nogil
+    void pyconv_wino2_output_f32(const float* m, int64_t ldm, int64_t ldt, int64_t n_o,
+                                 const float* bias, float lo, float hi, float* y,
+                                 int64_t c_out, int64_t oh, int64_t ow,
+                                 int64_t tw, int64_t tpi, int64_t t0, int64_t nt) nogil
+    void pyconv_wino_weights_f32(const float* w, int64_t c_in, float* u, int64_t ldt, int m) nogil
 
-# Blocking. TB (tiles per unit, a multiple of NR): V = 36 x C_in x TB floats stays
+# Blocking. TB (tiles per unit, a multiple of NR): V = P x C_in x TB floats stays
 # near WINO_V_BYTES, at most WINO_TB_MAX_NR x NR tiles (48 on AVX2: measured better
 # than 96 at 64 and 128 channels, batch 1 and 8 -- V and U then share the 1 MiB L2
 # of this machine's cores), 24 at 256 channels and more. OB (output channels per M
-# block, a multiple of MR): M = 36 x OB x TB floats near WINO_M_BYTES, so that the
+# block, a multiple of MR): M = P x OB x TB floats near WINO_M_BYTES, so that the
 # output transform reads it from L2 right after the GEMMs wrote it.
+# F(2x2, 3x3) takes the same TB: 2, 4 and 8 NR measured within noise of each other
+# (64@56^2 ... 512@7^2, batch 1 and 8), 2 at most 5 % ahead.
 cdef enum:
     WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
@@ -375,12 +554,22 @@ cdef inline Py_ssize_t _odd_lines(Py_ssize_t n) noexcept nogil:
 
 def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u, int num_threads=1):
     """u[t, o, c] = (G g G^T)[t // 6, t % 6] for g = w[o, c] (C_out, C_in, 3, 3), u of
-    shape (36, C_out, C_in); computed in double, rounded once; output channels in
-    parallel (each is independent)."""
-    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1]
-    if (w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 36
+    shape (36, C_out, C_in): F(4x4, 3x3); computed in double, rounded once; output
+    channels in parallel (each is independent)."""
+    _winograd_weights(w, u, num_threads, 4)
+
+
+def winograd2_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u, int num_threads=1):
+    """winograd_weights for F(2x2, 3x3): u (16, C_out, C_in), u[t] = (G g G^T)[t // 4, t % 4]."""
+    _winograd_weights(w, u, num_threads, 2)
+
+
+cdef _winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u, int num_threads, int m):
+    cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], npt = (m + 2) * (m + 2)
+    if (w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != npt
             or u.shape[1] != c_out or u.shape[2] != c_in):
-        raise ValueError("winograd_weights: w must be (C_out, C_in, 3, 3) and u (36, C_out, C_in)")
+        raise ValueError(f"winograd{'' if m == 4 else '2'}_weights: w must be (C_out, C_in, 3, 3) "
+                         f"and u ({npt}, C_out, C_in)")
     if c_out == 0 or c_in == 0:
         return
     cdef const float* wp = &w[0, 0, 0, 0]
@@ -388,7 +577,7 @@ def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u, int num_th
     cdef Py_ssize_t o
     with nogil:
         for o in prange(c_out, num_threads=num_threads, schedule="static"):
-            pyconv_wino_weights_f32(wp + o * c_in * 9, c_in, up + o * c_in, c_out * c_in)
+            pyconv_wino_weights_f32(wp + o * c_in * 9, c_in, up + o * c_in, c_out * c_in, m)
 
 
 def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
@@ -398,23 +587,39 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     u = winograd_weights(g): stride 1, dilation 1, one group, zero padding ph, pw
     before the input (after it: whatever y's shape implies, OH = H + ph + ph_end - 2).
     x (N, C_in, H, W), u (36, C_out, C_in), bias (C_out,), y (N, C_out, OH, OW)."""
+    _winograd_conv2d(x, u, bias, y, ph, pw, lo, hi, num_threads, 4)
+
+
+def winograd2_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
+                     const float[::1] bias, float[:, :, :, ::1] y,
+                     Py_ssize_t ph, Py_ssize_t pw, double lo, double hi, int num_threads):
+    """winograd_conv2d with F(2x2, 3x3): u = winograd2_weights(g), (16, C_out, C_in)."""
+    _winograd_conv2d(x, u, bias, y, ph, pw, lo, hi, num_threads, 2)
+
+
+cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
+                      const float[::1] bias, float[:, :, :, ::1] y,
+                      Py_ssize_t ph, Py_ssize_t pw, double lo, double hi, int num_threads, int m):
+    """F(m x m, 3x3), m = 4 or 2: only the transforms and the sizes below depend on m."""
+    cdef str name = "winograd_conv2d" if m == 4 else "winograd2_conv2d"
+    cdef Py_ssize_t npt = (m + 2) * (m + 2)     # transform points P
     cdef Py_ssize_t n_img = x.shape[0], c_in = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t c_out = u.shape[1], oh_n = y.shape[2], ow_n = y.shape[3]
-    if (u.shape[0] != 36 or u.shape[2] != c_in or y.shape[0] != n_img or y.shape[1] != c_out
+    if (u.shape[0] != npt or u.shape[2] != c_in or y.shape[0] != n_img or y.shape[1] != c_out
             or bias.shape[0] != c_out):
-        raise ValueError("winograd_conv2d: inconsistent shapes")
+        raise ValueError(f"{name}: inconsistent shapes")
     if ph < 0 or pw < 0:
-        raise ValueError("winograd_conv2d: padding must be >= 0")
+        raise ValueError(f"{name}: padding must be >= 0")
     if n_img == 0 or c_out == 0 or oh_n == 0 or ow_n == 0:
         return
     if c_in == 0 or h == 0 or wd == 0:
-        raise ValueError("winograd_conv2d: empty input")
+        raise ValueError(f"{name}: empty input")
 
     cdef Py_ssize_t nr = PYCONV_NR_F32, vl = PYCONV_WVL
-    cdef Py_ssize_t th = (oh_n + 3) // 4, tw = (ow_n + 3) // 4
+    cdef Py_ssize_t th = (oh_n + m - 1) // m, tw = (ow_n + m - 1) // m
     cdef Py_ssize_t tpi = th * tw, tiles = n_img * tpi
     # Tiles per unit: whole NR tiles, V near WINO_V_BYTES, no more than the image has.
-    cdef Py_ssize_t tb_nr = WINO_V_BYTES // (36 * c_in * nr * sizeof(float))
+    cdef Py_ssize_t tb_nr = WINO_V_BYTES // (npt * c_in * nr * sizeof(float))
     if tb_nr > WINO_TB_MAX_NR:
         tb_nr = WINO_TB_MAX_NR
     if tb_nr > (tiles + nr - 1) // nr:
@@ -448,7 +653,7 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     mblocks = (panels + ppm - 1) // ppm
     cdef Py_ssize_t units = tblocks * mblocks
     # Panels per M block.
-    cdef Py_ssize_t obp = WINO_M_BYTES // (36 * PYCONV_MR * ldb * sizeof(float))
+    cdef Py_ssize_t obp = WINO_M_BYTES // (npt * PYCONV_MR * ldb * sizeof(float))
     if obp < 1:
         obp = 1
     if obp > ppm:
@@ -458,8 +663,8 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     # multiple of 4 KiB put the 36 stores of one tile's transform in one L1 set
     # (measured: the input transform took twice as long as the GEMMs at 64 channels).
     cdef Py_ssize_t ldt_v = _odd_lines(c_in * ldb), ldt_m = _odd_lines(ob * ldb)
-    # The input transform's staged rows: a run is at most TB tiles (+ VL - 1 rounding).
-    cdef Py_ssize_t ldst = 4 * (tb + vl) + vl
+    # The input transform's m + 2 staged rows: a run is at most TB tiles (+ VL - 1 rounding).
+    cdef Py_ssize_t ldst = m * (tb + vl) + vl
     cdef Py_ssize_t n_kb = (c_in + KC - 1) // KC
 
     cdef const float* xp = &x[0, 0, 0, 0]
@@ -478,14 +683,14 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with nogil, parallel(num_threads=num_threads):
-        vbuf = <float*>_aligned_malloc(36 * ldt_v * sizeof(float))
+        vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
         # + VL: the output transform reads up to VL - 1 floats past the last tile of M
-        mbuf = <float*>_aligned_malloc((36 * ldt_m + vl) * sizeof(float))
-        sbuf = <float*>_aligned_malloc(6 * ldst * sizeof(float))
+        mbuf = <float*>_aligned_malloc((npt * ldt_m + vl) * sizeof(float))
+        sbuf = <float*>_aligned_malloc((m + 2) * ldst * sizeof(float))
         if vbuf == NULL or mbuf == NULL or sbuf == NULL:
             failed_flag[0] = 1
         else:
-            memset(mbuf + 36 * ldt_m, 0, vl * sizeof(float))
+            memset(mbuf + npt * ldt_m, 0, vl * sizeof(float))
         for unit in prange(units, schedule="dynamic"):
             if vbuf == NULL or mbuf == NULL or sbuf == NULL:
                 continue
@@ -497,8 +702,12 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                 nt = tb
             nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
             n_j = (nt_v + nr - 1) // nr
-            pyconv_wino_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
-                                  sbuf, ldst)
+            if m == 4:
+                pyconv_wino_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
+                                      sbuf, ldst)
+            else:
+                pyconv_wino2_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
+                                       sbuf, ldst)
             p_lo = mb * ppm
             p_hi = p_lo + ppm
             if p_hi > panels:
@@ -513,7 +722,7 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                 if n_o > c_out:
                     n_o = c_out
                 n_o = n_o - o0
-                for t in range(36):
+                for t in range(npt):
                     for kb in range(n_kb):
                         k0 = kb * KC
                         kc = c_in - k0
@@ -536,10 +745,14 @@ def winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                                     pyconv_ukr_f32_edge(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * ldb + j * nr, ldb,
                                                         mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr, ldb,
                                                         kb > 0, NULL, 0.0, 0.0, mr, nrj)
-                pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
-                                       yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
+                if m == 4:
+                    pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
+                                           yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
+                else:
+                    pyconv_wino2_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
+                                            yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
         _aligned_free(sbuf)
         _aligned_free(mbuf)
         _aligned_free(vbuf)
     if failed:
-        raise MemoryError("winograd_conv2d: cannot allocate a per-thread buffer")
+        raise MemoryError(f"{name}: cannot allocate a per-thread buffer")

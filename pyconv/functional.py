@@ -12,19 +12,22 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
 * pooling padding is not limited to half the kernel; a window of padding only yields 0
   (its max-pool index is -1);
 * ``out=``: a preallocated C-contiguous array of the exact shape and dtype;
-* ``algorithm='auto'|'direct'|'gemm'|'winograd'`` for convolution: 'gemm' is the
-  implicit-GEMM kernel (register-blocked micro-kernels, chosen per CPU: see
+* ``algorithm='auto'|'direct'|'gemm'|'winograd'|'winograd2x2'`` for convolution: 'gemm'
+  is the implicit-GEMM kernel (register-blocked micro-kernels, chosen per CPU: see
   ``pyconv.show_config()``), 'direct' the row-by-row kernel, 'winograd' F(4x4, 3x3) for
   float32 3x3 stride-1 layers (4x fewer multiplications; error about 2e-6 normwise vs
-  1e-7, and a NaN spreads to its whole 4x4 output tile). 'auto' takes Winograd where
-  it pays (>= 16 channels, >= 16 tiles, and a large image or read-only weights, whose
-  transformed filter is cached), else 'gemm' unless a group has fewer than 8 output
-  channels (depthwise layers), else 'direct'. ``algorithm='direct'`` gives PyTorch-level
-  accuracy. Transposed convolution takes 'auto', 'gemm' and 'direct'; 'gemm' is, by
-  shape, one outer-product GEMM (a 1x1 input without padding), GEMM + col2im (inputs
-  up to twice the weights' size, >= 32 input channels, one group) or stride-phase sub-correlations on the GEMM
-  kernel; 'auto' runs 'gemm' unless a group has fewer than 8 output channels and
-  fewer than 64 taps per phase;
+  1e-7, and a NaN spreads to its whole 4x4 output tile), 'winograd2x2' F(2x2, 3x3) for
+  the same layers (2.25x fewer multiplications, errors about 5x smaller normwise and
+  10x per element than 'winograd'; faster on small images). 'auto' takes one of the
+  two where it pays (>= 16 channels, enough tiles, and a large enough image or
+  read-only weights, whose transformed filter is cached: see _auto_algorithm), else
+  'gemm' unless a group has fewer than 8 output channels (depthwise layers), else
+  'direct'. ``algorithm='direct'`` gives PyTorch-level accuracy. Transposed convolution
+  takes 'auto', 'gemm' and 'direct'; 'gemm' is, by shape, one outer-product GEMM (a 1x1
+  input without padding), GEMM + col2im (inputs up to twice the weights' size, >= 32
+  input channels, one group) or stride-phase sub-correlations on the GEMM kernel;
+  'auto' runs 'gemm' unless a group has fewer than 8 output channels and fewer than 64
+  taps per phase;
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
 
 Arrays: input ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; conv weight
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-ALGORITHMS = ("auto", "direct", "gemm", "winograd")
+ALGORITHMS = ("auto", "direct", "gemm", "winograd", "winograd2x2")
 # Below this many output channels per group a GEMM tile (4 or 8 channels tall)
 # would be mostly padding: depthwise and narrow grouped layers run the direct kernel.
 _GEMM_MIN_CHANNELS = 8
@@ -220,15 +223,18 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
             w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
             (sh, sw), (dh, dw), (ph, pw) = _hw(stride, 1), _hw(dilation, 1), _hw([p[0] for p in pads], 0)
             fits = _winograd_fits(w4, compute, (sh, sw), (dh, dw), groups)
-            if algorithm == "winograd" and not fits:
-                raise ValueError(f"{op}: algorithm='winograd' needs float32 and a 3x3 kernel with "
+            if algorithm in _WINOGRAD_TILE and not fits:
+                raise ValueError(f"{op}: algorithm={algorithm!r} needs float32 and a 3x3 kernel with "
                                  f"stride 1, dilation 1 and groups=1 (2-D)")
             if algorithm == "auto":
                 algorithm = _auto_algorithm(w, w4, y4, groups, fits and not flip)
             threads = _threads(y4.size * w4[0].size)
-            if algorithm == "winograd":
-                u = _winograd_weights(w if not flip else None, w4)
-                _dispatch.kernels.winograd_conv2d(x4, u, bc, y4, ph, pw, clamp[0], clamp[1], threads)
+            if algorithm in _WINOGRAD_TILE:
+                m = _WINOGRAD_TILE[algorithm]
+                u = _winograd_weights(w if not flip else None, w4, m)
+                kernel_fn = (_dispatch.kernels.winograd_conv2d if m == 4
+                             else _dispatch.kernels.winograd2_conv2d)
+                kernel_fn(x4, u, bc, y4, ph, pw, clamp[0], clamp[1], threads)
             else:
                 kernel_fn = (_dispatch.kernels.conv2d_igemm if algorithm == "gemm"
                              else _conv_kernels.conv2d_forward)
@@ -241,16 +247,35 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
 # Algorithm choice
 # ---------------------------------------------------------------------------------------
 
-# Winograd F(4x4, 3x3) does a 3x3 stride-1 layer with 4x fewer multiplications; measured
-# here (1 thread, vs the GEMM kernel) 2.0-2.7x faster from 14x14 images up, slower on 7x7
-# (4 tiles: the transformed filter is streamed for a few columns). Its filter transform
-# (36 x C_out x C_in, vectorised and parallel: 13 ms for 512 x 512 channels on one core)
-# is paid per call unless the weights are read-only (then cached): measured, that still
-# pays from about 300 output pixels (128@28x28: 1.25 + 0.8 ms against 3.6 ms).
-_WINOGRAD_MIN_TILES = 16     # 4x4 output tiles over the batch, with a cached transform
-_WINOGRAD_MIN_PIXELS = 600   # output pixels over the batch, transforming per call
+# Winograd F(4x4, 3x3) ('winograd') and F(2x2, 3x3) ('winograd2x2') do a 3x3 stride-1
+# layer with 4x and 2.25x fewer multiplications. Measured on a 2-core AVX2 machine (1 and
+# 2 threads, batch 1..16, cached and per-call filter transform; the ResNet-50 / VGG-16
+# 3x3 stride-1 layers and smaller ones; times below: 1 thread, C_in = C_out):
+#
+# * F(2, 3) beats the GEMM kernel from 16 of its 2x2 tiles (16@8x8 b1: 1.2x; 64@4x4 b1
+#   = 4 tiles: 0.7x), and F(4, 3) where F(4, 3) has few tiles to stream its 36 x
+#   C_out x C_in filter for: 512@7x7 b1 F(2, 3) 2.2 ms, F(4, 3) 5.6, GEMM 3.8 (1 thread),
+#   or narrow tile rows and few channels (64@14x14 b8 0.85 ms vs 1.02);
+# * F(4, 3) wins from about 4096 (its tiles x min(C_in, C_out)) with >= 128 channels or
+#   rows of more than 16 outputs: 256@14x14 b1 1.54 ms vs 1.88 (16 x 256), 128@28x28
+#   b1 1.23 vs 1.45, 256@7x7 b8 3.5 vs 4.4, 64@56x56 b1 1.04 vs 1.45; ties around the
+#   threshold (128@14x14 b1, 512@7x7 b4, 512@28x28 b1) go to F(2, 3), the more accurate;
+#   the worst misses: 128@7x7 b8 and 64@16x16 b16, 20-27 % off the faster of the two;
+# * the filter transform, paid per call unless the weights are read-only (then cached),
+#   costs 55 ns (F(4, 3)) and 16 ns (F(2, 3)) per C_out x C_in filter on one core:
+#   F(2, 3) still pays from about 196 output pixels (512@14x14 b1: 7.6 + 4.6 ms vs GEMM
+#   12.7; 512@7x7 b4 8.4 + 4.3 vs 14.5), F(4, 3)'s extra transform only from about 2000
+#   (128@28x28 b1: F(4, 3) 1.23 + 0.88 ms, F(2, 3) 1.45 + 0.25; 64@56x56 b1: 1.04 +
+#   0.22 vs 1.45 + 0.07).
+_WINOGRAD_TILE = {"winograd": 4, "winograd2x2": 2}   # algorithm -> output tile m
 _WINOGRAD_MIN_CHANNELS = 16
-_WINOGRAD_CACHE = collections.OrderedDict()  # read-only weights -> transformed filter
+_WINOGRAD2_MIN_TILES = 16     # 2x2 tiles over the batch, for F(2, 3) at all
+_WINOGRAD_MIN_WORK = 4096     # 4x4 tiles over the batch x min(C_in, C_out), for F(4, 3)
+_WINOGRAD_NARROW = 16         # ... which, below 128 channels, also needs rows > this
+_WINOGRAD_WIDE_CHANNELS = 128
+_WINOGRAD_MIN_PIXELS = 2000   # output pixels over the batch: F(4, 3), transforming per call
+_WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
+_WINOGRAD_CACHE = collections.OrderedDict()  # (tile, read-only weights) -> transformed filter
 # Least recently used transforms go first beyond this many bytes: a whole network's
 # (VGG-16's 3x3 layers: 235 MB, 4x their weights) -- a count limit of 8 made every
 # layer of a 10-layer network miss.
@@ -272,34 +297,42 @@ def _frozen(array):
     return True
 
 
-def _cache_key(w):
-    return (id(w), w.__array_interface__["data"][0], w.shape, w.strides, w.dtype.str)
+def _cache_key(w, m=4):
+    return (m, id(w), w.__array_interface__["data"][0], w.shape, w.strides, w.dtype.str)
 
 
 def _auto_algorithm(w, w4, y4, groups, winograd_fits):
-    """'auto': Winograd for 3x3 stride-1 float32 layers where it pays, the GEMM kernel
-    for everything with at least 8 output channels per group, else the direct kernel."""
+    """'auto': F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 float32 layers where they pay
+    (the measurements above), the GEMM kernel for everything with at least 8 output
+    channels per group, else the direct kernel."""
     c_out, c_in = w4.shape[:2]
-    if winograd_fits and min(c_out, c_in) >= _WINOGRAD_MIN_CHANNELS:
+    channels = min(c_out, c_in)
+    if winograd_fits and channels >= _WINOGRAD_MIN_CHANNELS:
         n, _, oh, ow = y4.shape
-        tiles = n * -(-oh // 4) * -(-ow // 4)
-        cached = _frozen(w) and _cache_key(w) in _WINOGRAD_CACHE
-        if tiles >= _WINOGRAD_MIN_TILES and (cached or _frozen(w) or n * oh * ow >= _WINOGRAD_MIN_PIXELS):
+        tiles4, tiles2 = n * -(-oh // 4) * -(-ow // 4), n * -(-oh // 2) * -(-ow // 2)
+        cached = _frozen(w)   # transformed once, then from _WINOGRAD_CACHE
+        if (tiles4 * channels >= _WINOGRAD_MIN_WORK
+                and (channels >= _WINOGRAD_WIDE_CHANNELS or ow > _WINOGRAD_NARROW)
+                and (cached or n * oh * ow >= _WINOGRAD_MIN_PIXELS)):
             return "winograd"
+        if tiles2 >= _WINOGRAD2_MIN_TILES and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS):
+            return "winograd2x2"
     return "gemm" if c_out // groups >= _GEMM_MIN_CHANNELS else "direct"
 
 
-def _winograd_weights(w, w4):
-    """The transformed filter U (36, C_out, C_in) of w4; cached for read-only weights
-    ``w`` (as ``Conv2d`` layers and ONNX models hold them; None: not cacheable)."""
+def _winograd_weights(w, w4, m=4):
+    """The transformed filter U ((m + 2)^2, C_out, C_in) of w4 for F(m x m, 3x3); cached
+    for read-only weights ``w`` (as ``Conv2d`` layers and ONNX models hold them; None:
+    not cacheable), per m."""
     if w is not None and _frozen(w):
-        key = _cache_key(w)
+        key = _cache_key(w, m)
         hit = _WINOGRAD_CACHE.get(key)
         if hit is not None and hit[0] is w:
             _WINOGRAD_CACHE.move_to_end(key)
             return hit[1]
-    u = np.empty((36,) + w4.shape[:2], np.float32)
-    _dispatch.kernels.winograd_weights(w4, u, _threads(u.size * 9))
+    u = np.empty(((m + 2) ** 2,) + w4.shape[:2], np.float32)
+    transform = _dispatch.kernels.winograd_weights if m == 4 else _dispatch.kernels.winograd2_weights
+    transform(w4, u, _threads(u.size * 9))
     if w is not None and _frozen(w):
         _WINOGRAD_CACHE[key] = (w, u)  # holding w keeps its id from being reused
         total = sum(entry[1].nbytes for entry in _WINOGRAD_CACHE.values())
