@@ -121,8 +121,11 @@ class Pyconv:
 
     def prepare(self, layer, x, w, b):
         op, s, p = layer.op, layer.stride, layer.padding
+        if op == "conv2d" and layer.algorithm.startswith("winograd"):
+            w = w.copy()
+            w.flags.writeable = False  # read-only weights: the transformed filter is cached
         if op == "conv2d":
-            return lambda: F.conv2d(x, w, b, s, p, 1, layer.groups)
+            return lambda: F.conv2d(x, w, b, s, p, 1, layer.groups, algorithm=layer.algorithm)
         if op == "conv_transpose2d":
             return lambda: F.conv_transpose2d(x, w, b, s, p, 0, layer.groups)
         if op == "max_pool2d":

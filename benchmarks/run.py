@@ -40,7 +40,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import peers  # noqa: E402
-from suites import SUITES  # noqa: E402
+from suites import SUITE_PEERS, SUITES  # noqa: E402
 
 REPO = os.path.dirname(HERE)
 README = os.path.join(REPO, "README.md")
@@ -536,8 +536,12 @@ def measure(opts, argv):
     suites = {}
     for suite, layers in work.items():
         results = []
+        # The winograd suite compares pyconv's algorithms on layers the other suites
+        # already time against every peer: PyTorch alone is the yardstick there.
+        suite_libs = [lib for lib in libs if lib.name in SUITE_PEERS.get(suite, (lib.name,))
+                      or lib is libs[0]]
         for i, layer in enumerate(layers, 1):
-            r = bench_layer(layer, libs, opts, peak, rng)
+            r = bench_layer(layer, suite_libs, opts, peak, rng)
             results.append(r)
             print(f"[{suite} {i}/{len(layers)}] {layer.name:28s} pyconv {fmt_ms(r['median_ms']['pyconv'])} ms, "
                   + ", ".join(f"{p} x{s:.2f}" for p, s in r["speedup"].items())

@@ -31,6 +31,7 @@ class Layer:
     groups: int = 1
     ceil_mode: bool = False       # max pooling
     dtype: str = "float32"
+    algorithm: str = "auto"       # pyconv's algorithm= (the winograd suite compares them)
     quick: bool = False
     aliases: tuple = field(default=(), compare=False)
 
@@ -103,6 +104,8 @@ class Layer:
             parts.append("dw" if self.groups == self.c_in else f"g{self.groups}")
         parts.append(f"{self.c_in}→{self.c_out}" if self.is_conv else str(self.c_in))
         parts.append(f"@{self.h}")
+        if self.algorithm != "auto":
+            parts.append(f"[{self.algorithm}]")
         return " ".join(parts)
 
 
@@ -111,7 +114,7 @@ def _distinct(layers):
     seen = {}
     for layer in layers:
         key = (layer.op, layer.n, layer.c_in, layer.h, layer.c_out, layer.k, layer.stride,
-               layer.padding, layer.groups, layer.ceil_mode, layer.dtype)
+               layer.padding, layer.groups, layer.ceil_mode, layer.dtype, layer.algorithm)
         if key in seen:
             first = seen[key]
             seen[key] = Layer(**{**first.__dict__, "aliases": first.aliases + (layer.name,)})
@@ -251,6 +254,25 @@ def float64():
     return layers
 
 
+# ---------------------------------------------------------------------------------------
+# Winograd: the 3x3 stride-1 layers of ResNet-50 (batch 1 and 8) and VGG-16, each run by
+# the implicit GEMM and by both Winograd tilings, with the transformed filter cached
+# (read-only weights, as nn layers after fuse() and ONNX models hold them)
+# ---------------------------------------------------------------------------------------
+
+WINOGRAD_ALGORITHMS = ("gemm", "winograd", "winograd2x2")
+SUITE_PEERS = {"winograd": ("torch",)}   # peers per suite, where not all of them
+
+
+def winograd():
+    layers = [layer for layer in resnet50(1) + resnet50(8) + vgg16()
+              if layer.k == 3 and layer.stride == 1]
+    return [Layer(**{**layer.__dict__, "name": f"{layer.name} [{algorithm}]",
+                     "algorithm": algorithm, "aliases": (),
+                     "quick": layer.name == "layer4.1.conv2 b1" and algorithm != "gemm"})
+            for layer in layers for algorithm in WINOGRAD_ALGORITHMS]
+
+
 _BUILDERS = {
     "resnet50": lambda: resnet50(1) + resnet50(8),
     "vgg16": vgg16,
@@ -258,6 +280,7 @@ _BUILDERS = {
     "transposed": transposed,
     "pooling": pooling,
     "float64": float64,
+    "winograd": winograd,
 }
 
 SUITES = {name: build() for name, build in _BUILDERS.items()}
