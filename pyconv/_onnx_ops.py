@@ -430,8 +430,12 @@ def gemm(node, ctx):
     c_ready = None if c_const is None else weight_array(c_const * beta if beta != 1 else c_const)
     has_c = node.input(2) is not None
     clip = _clip_fn(node.clamp)
+    linear = _linear_fn(b_ready, c_ready if has_c and beta != 0 else None, has_c and beta != 0,
+                        node.clamp)
 
     def run(a, b, c=None):
+        if linear is not None and not trans_a and a.ndim == 2 and a.dtype == b_ready.dtype:
+            return linear(a)
         a = a.T if trans_a else a
         if b_ready is not None:
             y = a @ b_ready.astype(a.dtype, copy=False)
@@ -453,9 +457,31 @@ def matmul(node, ctx):
     b_const = ctx.const(node.input(1))
     b_ready = None if b_const is None or b_const.dtype.kind != "f" else weight_array(b_const)
 
+    linear = None if b_ready is None or b_ready.ndim != 2 else _linear_fn(b_ready, None, False, None)
+
     def run(a, b):
+        if linear is not None and a.ndim >= 1 and a.dtype == b_ready.dtype:
+            return linear(a)
         return np.matmul(a, b_ready.astype(a.dtype, copy=False) if b_ready is not None else b)
     return run
+
+
+def _linear_fn(b_ready, c_ready, has_c, clamp):
+    """``a @ b_ready + c`` (c: a bias over the last axis, or absent) on pyconv's GEMM
+    kernel (functional.linear: BLAS threads left spinning after a NumPy matmul halved
+    the speed of the next convolutions), the weights transposed once, here; None when
+    the node is not of that form."""
+    if b_ready is None or b_ready.ndim != 2 or b_ready.dtype not in (np.float32, np.float64):
+        return None
+    bias = None
+    if has_c:
+        if c_ready is None or c_ready.size != b_ready.shape[1] or c_ready.ndim > 2 \
+                or (c_ready.ndim == 2 and c_ready.shape[0] != 1):
+            return None
+        bias = weight_array(np.ascontiguousarray(c_ready.reshape(-1), dtype=b_ready.dtype))
+    weight = weight_array(np.ascontiguousarray(b_ready.T))
+    limits = (-np.inf, np.inf) if clamp is None else clamp
+    return lambda a: F._linear("Gemm", a, weight, bias, limits, None)
 
 
 def _float_attr(node, name, default):

@@ -906,10 +906,7 @@ class Linear(Module):
         x = np.asarray(input)
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: input's last dimension must be {self.in_features}, got shape {x.shape}")
-        y = x @ self.weight.T
-        if self.bias is not None:
-            y += self.bias
-        return y
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

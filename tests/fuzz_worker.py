@@ -335,7 +335,21 @@ def strategies():
             return {"args": ctor, "kwargs": kw, "input": x}
         return case()
 
-    table = {}
+    @st.composite
+    def linear(draw):
+        lead = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=3)))
+        in_f, out_f = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+        x_shape = lead + (in_f,) if draw(st.integers(0, 9)) else draw(odd_shape([1, 2, 3]))
+        w_shape = (out_f, in_f) if draw(st.integers(0, 9)) else draw(odd_shape([2]))
+        kw = {}
+        if draw(st.booleans()):
+            kw["bias"] = draw(array(st.one_of(st.just((out_f,)), st.just((out_f,)), odd_shape([1]))))
+        out = draw(out_spec())
+        if out is not None:
+            kw["out"] = ("out", out)
+        return {"args": (draw(array(st.just(x_shape))), draw(array(st.just(w_shape)))), "kwargs": kw}
+
+    table = {"linear": linear()}
     for nd in (1, 2):
         table[f"conv{nd}d"] = conv(nd, False)
         table[f"convolve{nd}d"] = conv(nd, False, flip=True)
@@ -686,7 +700,46 @@ def run_layer(name, case):
     return "ok"
 
 
+def run_linear(case):
+    """linear: the contract (errors name a parameter, inputs unchanged, out=) and the
+    values against a float64 matmul."""
+    args = [realize(a) for a in case["args"]]
+    kwargs = {k: realize(v) for k, v in case["kwargs"].items() if k != "out"}
+    inputs = _snapshot(_arrays(args + list(kwargs.values())))
+    out_spec = case["kwargs"].get("out")
+    if out_spec is not None:
+        try:
+            probe = F.linear(*args, **kwargs)
+        except ALLOWED_ERRORS:
+            probe = None
+        if probe is not None:
+            kwargs["out"] = _make_out(out_spec[1], probe.shape, probe.dtype, args[0])
+    try:
+        y = F.linear(*args, **kwargs)
+    except ALLOWED_ERRORS as exc:
+        _check_error(exc, F.linear, "linear")
+        _assert_unchanged(inputs, "linear: an input (after an error)")
+        return "error"
+    _assert_unchanged(inputs, "linear: an input")
+    operands = [np.asarray(args[0]), np.asarray(args[1])] + (
+        [np.asarray(kwargs["bias"])] if kwargs.get("bias") is not None else [])
+    dtype = _expected_dtype(operands)
+    assert y.dtype == dtype, f"linear: dtype {y.dtype}, expected {dtype}"
+    x64, w64 = (np.asarray(a, np.float64) for a in args[:2])
+    with np.errstate(all="ignore"):  # inf * 0 in the special values: NaN, as in the kernel
+        expected = x64 @ w64.T
+        if kwargs.get("bias") is not None:
+            expected = expected + np.asarray(kwargs["bias"], np.float64)
+    assert y.shape == expected.shape, f"linear: shape {y.shape}, expected {expected.shape}"
+    with np.errstate(over="ignore"):  # a float32 result is inf where float64 exceeds its range
+        expected = expected.astype(dtype)
+    _compare(y, expected, dtype, "linear")
+    return "ok"
+
+
 def run_case(target, case):
+    if target == "linear":
+        return run_linear(case)
     if target.startswith("nn."):
         return run_layer(target, case)
     if target in ("set_num_threads", "num_threads"):
