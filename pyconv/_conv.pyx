@@ -26,10 +26,15 @@ Data flow:
                      then the output pass: + bias, clamp
 
 C API (declared in _conv.pxd, documented in capi.pxd): conv2d_f32/f64 check their
-arguments and run the implicit-GEMM kernel of the kernel set chosen at import (a
-function pointer taken from its capsule) when a group has >= 8 output channels, the
-direct kernel above otherwise -- the choice functional's algorithm='auto' makes;
-conv_transpose2d_f32/f64 run the direct transposed kernel.
+arguments and run a kernel of the kernel set chosen at import (function pointers
+taken from its capsules): the implicit-GEMM kernel when a group has >= 8 output
+channels, else its vectorised direct kernel (_direct.pxi) -- the choice
+functional's algorithm='auto' makes; the direct kernel above only runs when no
+kernel set could be bound. conv_transpose2d_f32/f64 run the direct transposed kernel.
+
+The kernel sets' direct kernel is the fast path for correlation (functional's
+algorithm='direct'); _conv2d_direct here stays the portable row-by-row version
+(conv2d_forward), and the transposed kernel is its adjoint.
 """
 
 from libc.stdlib cimport calloc, free, malloc
@@ -236,25 +241,31 @@ cdef int _conv_transpose2d_direct(const floating* xp, const floating* wp, const 
 # C API (pyconv/_conv.pxd; the contract is written in pyconv/capi.pxd)
 # ---------------------------------------------------------------------------------------
 
-# The GEMM kernels of the kernel set chosen at import (pyconv._dispatch), taken from
-# its capsules; NULL (then the direct kernel runs) until _bind_gemm succeeds.
+# The GEMM and direct kernels of the kernel set chosen at import (pyconv._dispatch),
+# taken from its capsules; NULL (then _conv2d_direct above runs) until _bind_gemm
+# succeeds.
 cdef conv2d_f32_fn _gemm_f32 = NULL
 cdef conv2d_f64_fn _gemm_f64 = NULL
+cdef conv2d_f32_fn _direct_f32 = NULL
+cdef conv2d_f64_fn _direct_f64 = NULL
 _gemm_kernel_set = None
 
 
 def _bind_gemm(kernels):
-    """Point the C API's GEMM path at ``kernels`` (a pyconv._kernels_<set> module)."""
-    global _gemm_f32, _gemm_f64, _gemm_kernel_set
+    """Point the C API's GEMM and direct paths at ``kernels`` (a
+    pyconv._kernels_<set> module)."""
+    global _gemm_f32, _gemm_f64, _direct_f32, _direct_f64, _gemm_kernel_set
     api = kernels.c_api()
     _gemm_f32 = <conv2d_f32_fn>PyCapsule_GetPointer(api["conv2d_f32"], b"pyconv.igemm_conv2d_f32")
     _gemm_f64 = <conv2d_f64_fn>PyCapsule_GetPointer(api["conv2d_f64"], b"pyconv.igemm_conv2d_f64")
+    _direct_f32 = <conv2d_f32_fn>PyCapsule_GetPointer(api["direct_f32"], b"pyconv.direct_conv2d_f32")
+    _direct_f64 = <conv2d_f64_fn>PyCapsule_GetPointer(api["direct_f64"], b"pyconv.direct_conv2d_f64")
     _gemm_kernel_set = kernels.KERNEL_SET
 
 
 def c_api_kernel_set():
-    """The kernel set whose GEMM kernel the C API (conv2d_f32/f64) uses: the one
-    pyconv._dispatch chose at import (pyconv._dispatch.use() does not change it)."""
+    """The kernel set whose GEMM and direct kernels the C API (conv2d_f32/f64) uses:
+    the one pyconv._dispatch chose at import (pyconv._dispatch.use() does not change it)."""
     return _gemm_kernel_set
 
 
@@ -294,14 +305,14 @@ cdef int _conv2d_api(const floating* x, const floating* w, const floating* bias,
             return -1
         bias = zeros
     num_threads = _thread_count(num_threads)
-    if c_out // groups >= GEMM_MIN_CHANNELS and (_gemm_f32 != NULL if floating is float
-                                                 else _gemm_f64 != NULL):
-        if floating is float:
-            status = _gemm_f32(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
-                               sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
-        else:
-            status = _gemm_f64(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
-                               sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+    cdef conv2d_f32_fn kernel_f32 = _gemm_f32 if c_out // groups >= GEMM_MIN_CHANNELS else _direct_f32
+    cdef conv2d_f64_fn kernel_f64 = _gemm_f64 if c_out // groups >= GEMM_MIN_CHANNELS else _direct_f64
+    if floating is float and kernel_f32 != NULL:
+        status = kernel_f32(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                            sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+    elif floating is double and kernel_f64 != NULL:
+        status = kernel_f64(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
+                            sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
     else:
         status = _conv2d_direct(x, w, bias, y, n, c_in, h, w_in, c_out, kh, kw, oh, ow,
                                 sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)

@@ -453,13 +453,16 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
 
 
 def c_api():
-    """{'conv2d_f32': capsule, 'conv2d_f64': capsule}: this kernel set's igemm_conv2d
-    as C function pointers (see pyconv/_kernels.pxd for the signature), so that C-level
-    callers (pyconv's own C API) can use the kernel set chosen at run time."""
-    return {
+    """{'conv2d_f32': capsule, 'conv2d_f64': capsule, 'direct_f32': ..., 'direct_f64': ...}:
+    this kernel set's igemm_conv2d and direct_conv2d (_direct.pxi) as C function
+    pointers (see pyconv/_kernels.pxd for the signature), so that C-level callers
+    (pyconv's own C API) can use the kernel set chosen at run time."""
+    api = {
         "conv2d_f32": PyCapsule_New(<void*>igemm_conv2d[float], b"pyconv.igemm_conv2d_f32", NULL),
         "conv2d_f64": PyCapsule_New(<void*>igemm_conv2d[double], b"pyconv.igemm_conv2d_f64", NULL),
     }
+    api.update(c_api_direct())
+    return api
 
 
 def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out,

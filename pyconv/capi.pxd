@@ -43,7 +43,7 @@
 #   the fused activation: -INFINITY/INFINITY for none, 0/INFINITY for ReLU, 0/6 for
 #   ReLU6; NaN passes through. Algorithm: the implicit-GEMM kernel of the kernel set
 #   pyconv chose at import (avx512/avx2/generic; pyconv._conv.c_api_kernel_set()) when
-#   c_out/groups >= 8, else the direct kernel -- functional's algorithm='auto'.
+#   c_out/groups >= 8, else that set's direct kernel -- functional's algorithm='auto'.
 #   EINVAL unless n >= 0, groups >= 1 dividing c_in and c_out, c_in, h, w_in, c_out,
 #   kh, kw, oh, ow, sh, sw, dh, dw >= 1, ph, pw >= 0. n = 0 does nothing.
 #

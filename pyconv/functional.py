@@ -14,7 +14,8 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
 * ``out=``: a preallocated C-contiguous array of the exact shape and dtype;
 * ``algorithm='auto'|'direct'|'gemm'|'winograd'|'winograd2x2'`` for convolution: 'gemm'
   is the implicit-GEMM kernel (register-blocked micro-kernels, chosen per CPU: see
-  ``pyconv.show_config()``), 'direct' the row-by-row kernel, 'winograd' F(4x4, 3x3) for
+  ``pyconv.show_config()``), 'direct' the direct kernel (zero-padded input rows summed
+  tap by tap in registers, also chosen per CPU), 'winograd' F(4x4, 3x3) for
   float32 3x3 stride-1 layers (4x fewer multiplications; error about 2e-6 normwise vs
   1e-7, and a NaN spreads to its whole 4x4 output tile), 'winograd2x2' F(2x2, 3x3) for
   the same layers (2.25x fewer multiplications, errors about 5x smaller normwise and
@@ -39,7 +40,8 @@ a TypeError. Any memory layout, byte order or alignment gives exactly the result
 contiguous copy, and inputs are never modified.
 
 Each function here only checks arguments, normalises arrays and allocates; the work
-is done GIL-free by the compiled kernels in ``pyconv._conv`` and ``pyconv._pool``.
+is done GIL-free by the compiled kernels in ``pyconv._kernels_<set>`` (correlation),
+``pyconv._conv`` (transposed convolution) and ``pyconv._pool``.
 """
 
 import collections
@@ -237,7 +239,7 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
                 kernel_fn(x4, u, bc, y4, ph, pw, clamp[0], clamp[1], threads)
             else:
                 kernel_fn = (_dispatch.kernels.conv2d_igemm if algorithm == "gemm"
-                             else _conv_kernels.conv2d_forward)
+                             else _dispatch.kernels.conv2d_direct)
                 kernel_fn(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw, groups,
                           clamp[0], clamp[1], threads)
     return _finish(y, out, result)
