@@ -26,17 +26,18 @@
  *
  * Every output element is one accumulator lane, summed in one fixed order whatever
  * the tile it falls in: results do not depend on the tiling (hence on the threads).
- * Row tiles are balanced (7 rows as 4 + 3, not 6 + 1: two short FMA chains overlap,
- * a one-row tile is a lone chain of kh*kw FMAs).
+ * Row tiles are balanced (9 rows as 5 + 4, not 7 + 2: a tile of few rows is a few
+ * lone chains of kh*kw dependent FMAs).
  *
  * Two tiles, both straight-line code for each row count (switch on a constant):
  *
  *   3x3, dilation 1, stride 1 (taps at 0, 1, 2) or stride 2 (taps at 0 and 1 of
  *   the even phase, 0 of the odd one) -- every depthwise layer of MobileNet: the
- *   9 taps live in registers, and a tile of up to 6 rows x 1 vector walks the
+ *   9 taps live in registers, and a tile of up to 7 rows x 1 vector walks the
  *   (rows-1)*sh + 3 input rows it needs once, each loaded vector feeding every
- *   row of the tile that reads it: 24 loads for 54 FMAs at stride 1 instead of a
- *   load per FMA; 6 accumulators + 9 taps + 1 loaded vector = 16 registers.
+ *   row of the tile that reads it: 27 loads for 63 FMAs at stride 1 instead of a
+ *   load per FMA; 7 accumulators + 9 taps fill the 16 registers (a 7x7 map is
+ *   one tile; 6-row tiles measured up to 7 % slower).
  *
  *   any other kernel: up to 8 rows x 1 vector (rows of one vector: 7x7 maps) or
  *   4 rows x 2 vectors, one tap broadcast per step shared by the 8 accumulators --
@@ -52,7 +53,7 @@
 typedef float pyconv_dvf __attribute__((vector_size(PYCONV_VBYTES), aligned(4), may_alias));
 typedef double pyconv_dvd __attribute__((vector_size(PYCONV_VBYTES), aligned(8), may_alias));
 
-#define PYCONV_DIRECT_RB3 6  /* rows of a 3x3 tile */
+#define PYCONV_DIRECT_RB3 7  /* rows of a 3x3 tile (PYCONV_T3_* name rows 0..6) */
 #define PYCONV_DIRECT_RB1 8  /* rows of a generic tile one vector wide */
 #define PYCONV_DIRECT_RB2 4  /* ... and two vectors wide */
 
@@ -253,14 +254,15 @@ static inline void pyconv_direct_zero_f64(double *p, int64_t n) { PYCONV_ZERO_BO
         const S *p = xc + t * rs;                                                  \
         V x0 = *(const VU *)p, x1 = *(const VU *)(p + O1), x2 = *(const VU *)(p + O2); \
         PYCONV_T3_FMA(t, 0) PYCONV_T3_FMA(t, 1) PYCONV_T3_FMA(t, 2)               \
-        PYCONV_T3_FMA(t, 3) PYCONV_T3_FMA(t, 4) PYCONV_T3_FMA(t, 5) }
+        PYCONV_T3_FMA(t, 3) PYCONV_T3_FMA(t, 4) PYCONV_T3_FMA(t, 5)               \
+        PYCONV_T3_FMA(t, 6) }
 #define PYCONV_T3_OUT(i)                                                           \
     if (i < RB) {                                                                  \
         if (finish) c##i = CLAMP(c##i + bv, lov, hiv);                             \
         PYCONV_DSTOREY(Yt + i * ow, c##i, ncols) }
 #define PYCONV_T3_BODY                                                             \
     PYCONV_T3_DECL(0) PYCONV_T3_DECL(1) PYCONV_T3_DECL(2)                          \
-    PYCONV_T3_DECL(3) PYCONV_T3_DECL(4) PYCONV_T3_DECL(5)                          \
+    PYCONV_T3_DECL(3) PYCONV_T3_DECL(4) PYCONV_T3_DECL(5) PYCONV_T3_DECL(6)        \
     for (int64_t c = 0; c < nc; c++) {                                             \
         const S *xc = Xt + c * cs;                                                 \
         V w[9];                                                                    \
@@ -268,10 +270,10 @@ static inline void pyconv_direct_zero_f64(double *p, int64_t n) { PYCONV_ZERO_BO
         PYCONV_T3_ROW(0) PYCONV_T3_ROW(1) PYCONV_T3_ROW(2) PYCONV_T3_ROW(3)        \
         PYCONV_T3_ROW(4) PYCONV_T3_ROW(5) PYCONV_T3_ROW(6) PYCONV_T3_ROW(7)        \
         PYCONV_T3_ROW(8) PYCONV_T3_ROW(9) PYCONV_T3_ROW(10) PYCONV_T3_ROW(11)      \
-        PYCONV_T3_ROW(12)                                                          \
+        PYCONV_T3_ROW(12) PYCONV_T3_ROW(13) PYCONV_T3_ROW(14)                      \
     }                                                                              \
     PYCONV_T3_OUT(0) PYCONV_T3_OUT(1) PYCONV_T3_OUT(2)                             \
-    PYCONV_T3_OUT(3) PYCONV_T3_OUT(4) PYCONV_T3_OUT(5)
+    PYCONV_T3_OUT(3) PYCONV_T3_OUT(4) PYCONV_T3_OUT(5) PYCONV_T3_OUT(6)
 #define PYCONV_T3_CASE(rb_) case rb_: { enum { RB = rb_ }; PYCONV_T3_BODY } break;
 
 /* The contract's rows, tile by tile: row blocks top down, and in each block the
@@ -301,12 +303,14 @@ static inline void pyconv_direct_zero_f64(double *p, int64_t n) { PYCONV_ZERO_BO
             if (t3s1) {                                                            \
                 enum { SH = 1, O1 = 1, O2 = 2 };                                   \
                 switch (rb) { PYCONV_T3_CASE(1) PYCONV_T3_CASE(2) PYCONV_T3_CASE(3) \
-                              PYCONV_T3_CASE(4) PYCONV_T3_CASE(5) PYCONV_T3_CASE(6) } \
+                              PYCONV_T3_CASE(4) PYCONV_T3_CASE(5) PYCONV_T3_CASE(6) \
+                              PYCONV_T3_CASE(7) } \
             } else if (t3s2) {                                                     \
                 enum { SH = 2, O2 = 1 };                                           \
                 const int64_t O1 = off[1];                                         \
                 switch (rb) { PYCONV_T3_CASE(1) PYCONV_T3_CASE(2) PYCONV_T3_CASE(3) \
-                              PYCONV_T3_CASE(4) PYCONV_T3_CASE(5) PYCONV_T3_CASE(6) } \
+                              PYCONV_T3_CASE(4) PYCONV_T3_CASE(5) PYCONV_T3_CASE(6) \
+                              PYCONV_T3_CASE(7) } \
             } else if (ncols > VL && nvmax == 2) {                                 \
                 switch (rb) { PYCONV_GT_CASE(1, 2) PYCONV_GT_CASE(2, 2)            \
                               PYCONV_GT_CASE(3, 2) PYCONV_GT_CASE(4, 2) }          \

@@ -199,7 +199,8 @@ def test_portable_row_kernel_matches_reference(case, dtype):
 
     x, wt, b, kw = _inputs(case, dtype)
     ref = _reference(case, dtype)
-    (pt, pl), (sh, sw), (dh, dw) = [pair(p)[0] for p in pair(kw["padding"])], pair(kw["stride"]), pair(kw["dilation"])
+    pt, pl = [pair(p)[0] for p in pair(kw["padding"])]  # the leading pads
+    (sh, sw), (dh, dw) = pair(kw["stride"]), pair(kw["dilation"])
     y = np.empty(ref.shape, dtype)
     bias = b if b is not None else np.zeros(wt.shape[0], dtype)
     _conv.conv2d_forward(x, wt, bias, y, sh, sw, pt, pl, dh, dw, kw["groups"], -np.inf, np.inf, 2)
