@@ -20,9 +20,13 @@ Every runner gets the same thread count (pyconv's limit, ORT's intra-op pool,
 ``torch.set_num_threads``, NumPy's BLAS through threadpoolctl). Repeats are interleaved
 -- one call of each runner per round -- so a change in machine load hits all of them
 alike; each runner is warmed up first. Ratios are peer time / pyconv.onnx time (>1:
-pyconv is faster). "max err" is max |pyconv.onnx - ORT| relative to max |ORT|. A 5 ms
-untimed pause precedes each call, so that one runner's spinning idle threads do not
-slow the next one down.
+pyconv is faster). "max err" is max |pyconv.onnx - ORT| relative to max |ORT|.
+
+Before each timed call: the pause of ``run.py`` (until no other thread of the process
+uses the CPU -- ONNX Runtime's idle workers spin well past 5 ms after a run, and a
+pyconv run started 5 ms after one took 122 ms instead of 70 for ResNet-50), then one
+untimed call (after an idle second the VM's vCPUs and the thread pools wake slowly: the
+same run took 90 ms) -- the same for every runner.
 
 The light models of the ``onnx`` package ship with ConstantOfShape(0.02) weights; they
 are given seeded random weights here (a realistic value distribution), and for batch 8
@@ -42,6 +46,9 @@ import numpy as np
 
 import pyconv
 import pyconv.onnx as ponnx
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import pause  # noqa: E402
 
 LIGHT_QUICK = ("squeezenet", "shufflenet")
 NATIVE = {  # pyconv.models name -> input shape (batch 1)
@@ -198,9 +205,8 @@ def bench(runners, x, repeats):
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, call in runners.items():
-            # A short untimed pause: the previous runner's idle workers (OpenMP, ORT's
-            # pool, BLAS) stop spinning before the next runner starts.
-            time.sleep(0.005)
+            pause(0.005)   # the previous runner's idle workers stop spinning
+            call(x)        # untimed: wakes this runner's threads
             dt, outputs[name] = timed(call, x)
             times[name].append(dt)
     return {name: (statistics.median(times[name]), outputs[name]) for name in runners}

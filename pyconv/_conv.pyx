@@ -504,3 +504,41 @@ def col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
                 if val > fhi:
                     val = fhi
                 dst[t] = val
+
+
+# ---------------------------------------------------------------------------------------
+# Residual join: y = clamp(a + b), the Add (+ ReLU) after a ResNet block
+# ---------------------------------------------------------------------------------------
+
+cdef enum:
+    ADD_BLOCK = 16384   # elements per work unit: 64 KiB of float32, a few microseconds
+
+def add_clamp(const floating[::1] a, const floating[::1] b, floating[::1] y,
+              double lo, double hi, int num_threads):
+    """y = clamp(a + b, lo, hi) elementwise (NaN passes), in one pass over memory; y may
+    be a or b (in place). A residual network's join -- NumPy's add then maximum is two
+    single-threaded passes, 8 % of a ResNet-50 forward pass at batch 1 here."""
+    cdef Py_ssize_t n = y.shape[0]
+    if a.shape[0] != n or b.shape[0] != n:
+        raise ValueError(f"add_clamp: a, b and y must have the same size, got "
+                         f"{a.shape[0]}, {b.shape[0]} and {n}")
+    if n == 0:
+        return
+    cdef const floating* ap = &a[0]
+    cdef const floating* bp = &b[0]
+    cdef floating* yp = &y[0]
+    cdef floating flo = <floating>lo
+    cdef floating fhi = <floating>hi
+    cdef Py_ssize_t blk, i, i0, i1
+    cdef floating v
+    with nogil:
+        for blk in prange((n + ADD_BLOCK - 1) // ADD_BLOCK, num_threads=num_threads,
+                          schedule="static"):
+            i0 = blk * ADD_BLOCK
+            i1 = i0 + ADD_BLOCK
+            if i1 > n:
+                i1 = n
+            for i in range(i0, i1):
+                v = ap[i] + bp[i]
+                v = flo if v < flo else v       # comparisons with NaN are false:
+                yp[i] = fhi if v > fhi else v   # NaN passes, as in the kernels' clamp

@@ -620,6 +620,9 @@ def binary(node, ctx):
     node.attr("broadcast")  # opset < 7 only
     node.attr("axis")
     fn = _BINARY[node.op_type]
+    if node.op_type == "Add":   # a residual join (+ ReLU): one parallel pass
+        clamp = F._NO_CLAMP if node.clamp is None else node.clamp
+        return lambda a, b: F._add_clamp(a, b, clamp)
     clip = _clip_fn(node.clamp)
     if clip is None:
         return fn
@@ -644,7 +647,12 @@ def variadic(node, ctx):
     clip = _clip_fn(node.clamp)
     mean = node.op_type == "Mean"
 
+    join = node.op_type == "Sum"   # two inputs: a residual join (+ ReLU), one parallel pass
+    clamp = F._NO_CLAMP if node.clamp is None else node.clamp
+
     def run(*xs):
+        if join and len(xs) == 2:
+            return F._add_clamp(xs[0], xs[1], clamp)
         y = xs[0].copy() if len(xs) == 1 else fn(xs[0], xs[1])
         for x in xs[2:]:
             if x.shape == y.shape:

@@ -634,6 +634,28 @@ def _linear(op, input, weight, bias, clamp, out):
     return _finish(y, out, result)
 
 
+def _add_clamp(a, b, clamp=(0.0, np.inf), out=None):
+    """clamp(a + b) -- a residual join, Add + ReLU by default -- in one parallel pass
+    when a and b are same-shape native float arrays (``out``: where to write, may be a);
+    NumPy's broadcasting add and clip otherwise."""
+    if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and a.dtype.isnative and a.flags.c_contiguous and b.flags.c_contiguous
+            and (out is None or (out.shape == a.shape and out.dtype == a.dtype
+                                 and out.flags.c_contiguous and out.flags.writeable))):
+        y = np.empty_like(a) if out is None else out
+        _conv_kernels.add_clamp(a.reshape(-1), b.reshape(-1), y.reshape(-1),
+                                clamp[0], clamp[1], _threads(a.size * 8))
+        return y
+    y = np.add(a, b, out=out)
+    if clamp != _NO_CLAMP:   # (the bounds are floats: integer sums are clipped, then cast back)
+        z = np.asarray(np.clip(y, clamp[0], clamp[1])).astype(np.result_type(y), copy=False)
+        if out is None:
+            return z
+        out[...] = z
+    return y
+
+
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1, *, algorithm="auto", out=None):
     """1-D transposed convolution, like ``torch.nn.functional.conv_transpose1d``.

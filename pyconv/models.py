@@ -171,8 +171,7 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += identity
-        return self.relu(out)
+        return F._add_clamp(out, identity, out=out)   # relu(out + identity), one parallel pass
 
 
 class Bottleneck(nn.Module):
@@ -198,8 +197,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += identity
-        return self.relu(out)
+        return F._add_clamp(out, identity, out=out)   # relu(out + identity), one parallel pass
 
 
 class ResNet(nn.Module):
