@@ -147,7 +147,7 @@ def extensions():
     for name, flags in KERNEL_SETS.items():
         exts.append(Extension(f"pyconv._kernels_{name}", [f"pyconv/_kernels_{name}.pyx"],
                               include_dirs=["pyconv"], extra_compile_args=list(flags),
-                              depends=["pyconv/_ukernel.h", "pyconv/_direct.h"]))
+                              depends=["pyconv/_ukernel.h", "pyconv/_direct.h", "pyconv/_workspace.h"]))
     return cythonize(exts, compiler_directives=directives, force=debug)
 
 

@@ -75,19 +75,25 @@ cdef enum:
     STAGE_BYTES = 1 << 18  # _igemm_folded's staging block
 
 
-cdef void* _aligned_malloc(size_t size) noexcept nogil:
-    """malloc aligned to PYCONV_ALIGN; the raw pointer is kept just below the block."""
-    cdef void* raw = malloc(size + PYCONV_ALIGN + sizeof(void*))
-    if raw == NULL:
-        return NULL
-    cdef uintptr_t p = (<uintptr_t>raw + sizeof(void*) + PYCONV_ALIGN - 1) & ~(<uintptr_t>PYCONV_ALIGN - 1)
-    (<void**>p - 1)[0] = raw
-    return <void*>p
+cdef extern from "_workspace.h" nogil:
+    void* pyconv_ws_malloc(size_t size)
+    void pyconv_ws_free(void* p)
+    size_t pyconv_ws_cached
 
 
-cdef void _aligned_free(void* p) noexcept nogil:
-    if p != NULL:
-        free((<void**>p - 1)[0])
+cdef inline void* _aligned_malloc(size_t size) noexcept nogil:
+    """A workspace block aligned to 64 bytes, from the cache of freed ones where one fits
+    (_workspace.h: fresh pages cost a page fault each)."""
+    return pyconv_ws_malloc(size)
+
+
+cdef inline void _aligned_free(void* p) noexcept nogil:
+    pyconv_ws_free(p)
+
+
+def workspace_cached_bytes():
+    """Bytes of freed workspace blocks this kernel set keeps for its next calls."""
+    return pyconv_ws_cached
 
 
 cdef inline Py_ssize_t _odd_line_stride(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:

@@ -218,7 +218,8 @@ cdef extern from *:
                     v[t * ldt + c * ldb + l] = 0.0f;
     }
 
-    /* Input transform of tiles [t0, t0 + nt), every channel:
+    /* Input transform of tiles [t0, t0 + nt), channels c < c_in of x (images c_img
+     * channels apart: x may point at a later channel than an image's first):
      *   v[t*ldt + c*ldb + j] = (B^T d B)[t] of channel c of tile t0 + j,   j < nt,
      * and zeros for nt <= j < nt rounded up to VL (<= ldb). The stores of a run's last
      * VL tiles may pass its end, into the next run's columns (which that run then
@@ -228,7 +229,7 @@ cdef extern from *:
      * per VL tiles and input row, four loads of 4 VL floats, the 4 x VL transpose into
      * columns 0..3 of the VL tiles, and columns 4, 5 as columns 0, 1 shifted by a tile;
      * then B^T on the rows and the columns in registers. */
-    static void pyconv_wino_input_f32(const float *x, int64_t c_in, int64_t h, int64_t w,
+    static void pyconv_wino_input_f32(const float *x, int64_t c_in, int64_t c_img, int64_t h, int64_t w,
                                       int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
                                       int64_t t0, int64_t nt, float *v, int64_t ldb, int64_t ldt,
                                       float *stage, int64_t ldst)
@@ -241,7 +242,7 @@ cdef extern from *:
             int64_t groups = (run.len + VL - 1) / VL, ws = 4 * VL * groups + 2;
             int64_t iy = 4 * run.ty - ph, ix = 4 * run.tx - pw;
             for (int64_t c = 0; c < c_in; c++) {
-                pyconv_wino_stage(x + (run.n * c_in + c) * hw, h, w, iy, ix, 6, ws,
+                pyconv_wino_stage(x + (run.n * c_img + c) * hw, h, w, iy, ix, 6, ws,
                                   stage, ldst, c == 0);
                 for (int64_t g = 0; g < groups; g++) {
                     const float *s = stage + 4 * VL * g;
@@ -365,7 +366,7 @@ cdef extern from *:
 
     /* The F(2, 3) input transform: pyconv_wino_input_f32's contract with 4x4 tiles 2
      * apart (v[t*ldt + c*ldb + j], t < 16); per run and channel its 4 input rows staged. */
-    static void pyconv_wino2_input_f32(const float *x, int64_t c_in, int64_t h, int64_t w,
+    static void pyconv_wino2_input_f32(const float *x, int64_t c_in, int64_t c_img, int64_t h, int64_t w,
                                        int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
                                        int64_t t0, int64_t nt, float *v, int64_t ldb, int64_t ldt,
                                        float *stage, int64_t ldst)
@@ -378,7 +379,7 @@ cdef extern from *:
             int64_t groups = (run.len + VL - 1) / VL, ws = 2 * VL * groups + 2;
             int64_t iy = 2 * run.ty - ph, ix = 2 * run.tx - pw;
             for (int64_t c = 0; c < c_in; c++) {
-                pyconv_wino_stage(x + (run.n * c_in + c) * hw, h, w, iy, ix, 4, ws,
+                pyconv_wino_stage(x + (run.n * c_img + c) * hw, h, w, iy, ix, 4, ws,
                                   stage, ldst, c == 0);
                 for (int64_t g = 0; g < groups; g++) {
                     const float *s = stage + 2 * VL * g;
@@ -514,7 +515,7 @@ cdef extern from *:
     }
     """
     int PYCONV_WVL
-    void pyconv_wino_input_f32(const float* x, int64_t c_in, int64_t h, int64_t w,
+    void pyconv_wino_input_f32(const float* x, int64_t c_in, int64_t c_img, int64_t h, int64_t w,
                                int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
                                int64_t t0, int64_t nt, float* v, int64_t ldb, int64_t ldt,
                                float* stage, int64_t ldst) nogil
@@ -522,7 +523,7 @@ cdef extern from *:
                                 const float* bias, float lo, float hi, float* y,
                                 int64_t c_out, int64_t oh, int64_t ow,
                                 int64_t tw, int64_t tpi, int64_t t0, int64_t nt) nogil
-    void pyconv_wino2_input_f32(const float* x, int64_t c_in, int64_t h, int64_t w,
+    void pyconv_wino2_input_f32(const float* x, int64_t c_in, int64_t c_img, int64_t h, int64_t w,
                                 int64_t tw, int64_t tpi, int64_t ph, int64_t pw,
                                 int64_t t0, int64_t nt, float* v, int64_t ldb, int64_t ldt,
                                 float* stage, int64_t ldst) nogil
@@ -540,10 +541,22 @@ cdef extern from *:
 # output transform reads it from L2 right after the GEMMs wrote it.
 # F(2x2, 3x3) takes the same TB: 2, 4 and 8 NR measured within noise of each other
 # (64@56^2 ... 512@7^2, batch 1 and 8), 2 at most 5 % ahead.
+# Schedules (_winograd_conv2d): private when there are WINO_UNITS_PER_THREAD tile blocks
+# per thread, else shared, in chunks of tiles with V up to WINO_SHARED_BYTES (a 512-
+# channel F(4x4) layer at 28x28, 49 tiles, in one chunk: 10.0 ms instead of 12.0 in
+# two, batch 1, 2 threads), WINO_SHARED_UNITS panel units per thread (1, 2 and 4
+# measured within 5 % of each other; 2 balances a noisy machine). Against the private
+# schedule with split panels (2 threads, batch 1): 128@28 1.3x, 256@14 1.5x, 512@14
+# 1.3x, 512@7 b8 1.4x faster; F(2x2) 512@7 b8 5 % slower.
 cdef enum:
     WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
     WINO_M_BYTES = 1 << 19
+    WINO_SHARED_BYTES = 16 << 20
+    WINO_UNITS_PER_THREAD = 4
+    WINO_SHARED_UNITS = 2
+
+from cython.parallel cimport threadid
 
 
 cdef inline Py_ssize_t _odd_lines(Py_ssize_t n) noexcept nogil:
@@ -597,10 +610,217 @@ def winograd2_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     _winograd_conv2d(x, u, bias, y, ph, pw, lo, hi, num_threads, 2)
 
 
+# The layer, as the schedules and the unit body see it.
+ctypedef struct _WinoLayer:
+    int m
+    Py_ssize_t npt, c_in, c_out, h, wd, oh, ow, ph, pw, tw, tpi
+    const float* x
+    const float* u
+    const float* bias
+    float* y
+    float lo, hi
+
+
+cdef inline Py_ssize_t _wino_ldb(Py_ssize_t nt) noexcept nogil:
+    """Columns of V and M per channel for blocks of at most nt tiles: nt rounded up to VL
+    -- so that the GEMMs read no columns that hold no tile (a 7x7 image is 16 tiles)
+    -- and an odd number of vectors, so that the rows of a K block spread over every
+    L1 set."""
+    cdef Py_ssize_t vl = PYCONV_WVL, ldb = (nt + vl - 1) // vl
+    return (ldb + 1 - ldb % 2) * vl
+
+
+cdef inline Py_ssize_t _wino_m_panels(const _WinoLayer* L, Py_ssize_t ldb, Py_ssize_t most) noexcept nogil:
+    """Output-channel panels per M block: M = P x OB x ldb floats near WINO_M_BYTES, so
+    that the output transform reads it from L2 right after the GEMMs wrote it."""
+    cdef Py_ssize_t obp = WINO_M_BYTES // (L.npt * PYCONV_MR * ldb * sizeof(float))
+    return max(1, min(obp, most))
+
+
+cdef inline void _wino_input(const _WinoLayer* L, Py_ssize_t c0, Py_ssize_t nc, Py_ssize_t t0,
+                             Py_ssize_t nt, float* v, Py_ssize_t ldb, Py_ssize_t ldt_v,
+                             float* stage, Py_ssize_t ldst) noexcept nogil:
+    """V rows c0 .. c0 + nc (channels of x) for tiles [t0, t0 + nt); v points at row c0."""
+    cdef const float* xc = L.x + c0 * L.h * L.wd
+    if L.m == 4:
+        pyconv_wino_input_f32(xc, nc, L.c_in, L.h, L.wd, L.tw, L.tpi, L.ph, L.pw, t0, nt,
+                              v, ldb, ldt_v, stage, ldst)
+    else:
+        pyconv_wino2_input_f32(xc, nc, L.c_in, L.h, L.wd, L.tw, L.tpi, L.ph, L.pw, t0, nt,
+                               v, ldb, ldt_v, stage, ldst)
+
+
+cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb, Py_ssize_t ldt_v,
+                            Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t p_lo, Py_ssize_t p_hi,
+                            Py_ssize_t obp, float* mbuf, Py_ssize_t ldt_m) noexcept nogil:
+    """The unit body after the input transform: for tiles [t0, t0 + nt) (V's columns)
+    and output-channel panels [p_lo, p_hi), in M blocks of obp panels:
+        for t < P, K block (KC channels), NR-tile column, MR-channel panel:
+            micro-kernel  M[t] (+)= U[t] * V[t]        (_ukernel.h)
+        then the output transform of the block (A^T m A + bias, clamp) into y.
+    The NR-tile column is outside the panel loop: its B tile (KC x NR) stays in L1
+    while the panels' A rows stream past it."""
+    cdef Py_ssize_t nr = PYCONV_NR_F32, vl = PYCONV_WVL, c_in = L.c_in, c_out = L.c_out
+    cdef Py_ssize_t nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
+    cdef Py_ssize_t n_j = (nt_v + nr - 1) // nr, n_kb = (c_in + KC - 1) // KC
+    cdef Py_ssize_t pb0, pb1, o0, n_o, t, kb, k0, kc, p, j, mr, nrj
+    cdef const float* a_panel
+    cdef const float* b_tile
+    cdef float* c_tile
+    cdef Py_ssize_t ob_i
+    for ob_i in range((p_hi - p_lo + obp - 1) // obp):
+        pb0 = p_lo + ob_i * obp
+        pb1 = min(pb0 + obp, p_hi)
+        o0 = pb0 * PYCONV_MR
+        n_o = min(pb1 * PYCONV_MR, c_out) - o0
+        for t in range(L.npt):
+            for kb in range(n_kb):
+                k0 = kb * KC
+                kc = min(c_in - k0, KC)
+                for j in range(n_j):
+                    nrj = min(nt_v - j * nr, nr)
+                    b_tile = v + t * ldt_v + k0 * ldb + j * nr
+                    for p in range(pb0, pb1):
+                        a_panel = L.u + (t * c_out + p * PYCONV_MR) * c_in + k0
+                        c_tile = mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr
+                        mr = min(c_out - p * PYCONV_MR, PYCONV_MR)
+                        if mr == PYCONV_MR and nrj == nr:
+                            pyconv_ukr_f32(kc, a_panel, c_in, b_tile, ldb, c_tile, ldb,
+                                           kb > 0, NULL, 0.0, 0.0)
+                        else:
+                            pyconv_ukr_f32_edge(kc, a_panel, c_in, b_tile, ldb, c_tile, ldb,
+                                                kb > 0, NULL, 0.0, 0.0, mr, nrj)
+        if L.m == 4:
+            pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, L.bias + o0, L.lo, L.hi,
+                                   L.y + o0 * L.oh * L.ow, c_out, L.oh, L.ow, L.tw, L.tpi, t0, nt)
+        else:
+            pyconv_wino2_output_f32(mbuf, ldb, ldt_m, n_o, L.bias + o0, L.lo, L.hi,
+                                    L.y + o0 * L.oh * L.ow, c_out, L.oh, L.ow, L.tw, L.tpi, t0, nt)
+
+
+cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int num_threads) noexcept nogil:
+    """Units = blocks of tb tiles, each transforming its own input into a per-thread V
+    (P x C_in x tb floats) and doing every output channel -- or, with too few blocks
+    for the threads, a block of the output-channel panels (each such unit transforms
+    the block's input again). Returns 1 when out of memory."""
+    cdef Py_ssize_t vl = PYCONV_WVL, npt = L.npt, m = L.m
+    cdef Py_ssize_t ldb = _wino_ldb(min(tiles, tb))
+    cdef Py_ssize_t panels = (L.c_out + PYCONV_MR - 1) // PYCONV_MR
+    cdef Py_ssize_t tblocks = (tiles + tb - 1) // tb, unit, t0, nt, mb, p_lo
+    cdef Py_ssize_t want = WINO_UNITS_PER_THREAD * num_threads, mblocks = 1
+    if tblocks < want:
+        mblocks = min((want + tblocks - 1) // tblocks, panels)
+    cdef Py_ssize_t ppm = (panels + mblocks - 1) // mblocks
+    mblocks = (panels + ppm - 1) // ppm
+    cdef Py_ssize_t units = tblocks * mblocks
+    cdef Py_ssize_t obp = _wino_m_panels(L, ldb, ppm)
+    # Distance between transform points in V and M: an odd number of cache lines. A
+    # multiple of 4 KiB put the 36 stores of one tile's transform in one L1 set
+    # (measured: the input transform took twice as long as the GEMMs at 64 channels).
+    cdef Py_ssize_t ldt_v = _odd_lines(L.c_in * ldb), ldt_m = _odd_lines(obp * PYCONV_MR * ldb)
+    # The input transform's m + 2 staged rows: a run is at most tb tiles (+ VL - 1 rounding).
+    cdef Py_ssize_t ldst = m * (tb + vl) + vl
+    cdef float* vbuf
+    cdef float* mbuf
+    cdef float* sbuf
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
+    with parallel(num_threads=num_threads):
+        vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
+        # + VL: the output transform reads up to VL - 1 floats past the last tile of M
+        mbuf = <float*>_aligned_malloc((npt * ldt_m + vl) * sizeof(float))
+        sbuf = <float*>_aligned_malloc((m + 2) * ldst * sizeof(float))
+        if vbuf == NULL or mbuf == NULL or sbuf == NULL:
+            failed_flag[0] = 1
+        else:
+            memset(mbuf + npt * ldt_m, 0, vl * sizeof(float))
+        for unit in prange(units, schedule="dynamic"):
+            if vbuf == NULL or mbuf == NULL or sbuf == NULL:
+                continue
+            mb = unit % mblocks
+            t0 = unit // mblocks * tb
+            nt = min(tiles - t0, tb)
+            p_lo = mb * ppm
+            _wino_input(L, 0, L.c_in, t0, nt, vbuf, ldb, ldt_v, sbuf, ldst)
+            _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, p_lo, min(p_lo + ppm, panels), obp,
+                              mbuf, ldt_m)
+        _aligned_free(sbuf)
+        _aligned_free(mbuf)
+        _aligned_free(vbuf)
+    return failed
+
+
+cdef int _wino_shared(const _WinoLayer* L, Py_ssize_t tiles, int num_threads) noexcept nogil:
+    """Per chunk of tiles (V = P x C_in x chunk floats near WINO_SHARED_BYTES): the
+    input transform with the channels split among the threads, then units of
+    output-channel panels (a few per thread, balanced by a dynamic schedule) doing the
+    GEMMs and output transforms of the whole chunk. Returns 1 when out of memory."""
+    cdef Py_ssize_t vl = PYCONV_WVL, nr = PYCONV_NR_F32, npt = L.npt, m = L.m, c_in = L.c_in
+    # Chunk: whole NR tiles, V near WINO_SHARED_BYTES, chunks as even as whole NR allow.
+    cdef Py_ssize_t tiles_nr = (tiles + nr - 1) // nr
+    cdef Py_ssize_t chunk_nr = max(1, WINO_SHARED_BYTES // (npt * c_in * nr * sizeof(float)))
+    cdef Py_ssize_t nchunks = (tiles_nr + chunk_nr - 1) // chunk_nr
+    cdef Py_ssize_t chunk = (tiles_nr + nchunks - 1) // nchunks * nr
+    nchunks = (tiles + chunk - 1) // chunk
+    cdef Py_ssize_t ldb = _wino_ldb(min(tiles, chunk))
+    cdef Py_ssize_t ldt_v = _odd_lines(c_in * ldb)
+    cdef Py_ssize_t panels = (L.c_out + PYCONV_MR - 1) // PYCONV_MR
+    # Panel units: WINO_SHARED_UNITS per thread -- each reads all of V, so few.
+    cdef Py_ssize_t ppu = max(1, (panels + WINO_SHARED_UNITS * num_threads - 1)
+                                 // (WINO_SHARED_UNITS * num_threads))
+    cdef Py_ssize_t obp = _wino_m_panels(L, ldb, ppu)
+    cdef Py_ssize_t punits = (panels + ppu - 1) // ppu
+    cdef Py_ssize_t ldt_m = _odd_lines(obp * PYCONV_MR * ldb)
+    # Channel blocks of the input transform: a few per thread.
+    cdef Py_ssize_t cpb = max(1, (c_in + WINO_UNITS_PER_THREAD * num_threads - 1)
+                                 // (WINO_UNITS_PER_THREAD * num_threads))
+    cdef Py_ssize_t cblocks = (c_in + cpb - 1) // cpb
+    cdef Py_ssize_t ldst = m * (chunk + vl) + vl
+    cdef Py_ssize_t mstride = npt * ldt_m + vl, sstride = (m + 2) * ldst
+    cdef float* vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
+    cdef float* mbufs = <float*>_aligned_malloc(num_threads * mstride * sizeof(float))
+    cdef float* sbufs = <float*>_aligned_malloc(num_threads * sstride * sizeof(float))
+    cdef Py_ssize_t ci, t0, nt, cb, c0, pu, p_lo
+    cdef int tid
+    if vbuf == NULL or mbufs == NULL or sbufs == NULL:
+        _aligned_free(sbufs)
+        _aligned_free(mbufs)
+        _aligned_free(vbuf)
+        return 1
+    for tid in range(num_threads):
+        # + VL: the output transform reads up to VL - 1 floats past the last tile of M
+        memset(mbufs + tid * mstride + npt * ldt_m, 0, vl * sizeof(float))
+    for ci in range(nchunks):
+        t0 = ci * chunk
+        nt = min(tiles - t0, chunk)
+        for cb in prange(cblocks, num_threads=num_threads, schedule="dynamic"):
+            c0 = cb * cpb
+            _wino_input(L, c0, min(c_in - c0, cpb), t0, nt, vbuf + c0 * ldb, ldb, ldt_v,
+                        sbufs + threadid() * sstride, ldst)
+        for pu in prange(punits, num_threads=num_threads, schedule="dynamic"):
+            p_lo = pu * ppu
+            _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, p_lo, min(p_lo + ppu, panels), obp,
+                              mbufs + threadid() * mstride, ldt_m)
+    _aligned_free(sbufs)
+    _aligned_free(mbufs)
+    _aligned_free(vbuf)
+    return 0
+
+
 cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                       const float[::1] bias, float[:, :, :, ::1] y,
                       Py_ssize_t ph, Py_ssize_t pw, double lo, double hi, int num_threads, int m):
-    """F(m x m, 3x3), m = 4 or 2: only the transforms and the sizes below depend on m."""
+    """F(m x m, 3x3), m = 4 or 2: only the transforms and the sizes below depend on m.
+
+    Two schedules, the same sums in the same order (results do not depend on which):
+      private  many tiles (a large image or batch): a unit is a block of TB tiles and
+               transforms their input itself (V per thread, in L2);
+      shared   few tiles for the threads (a small image at batch 1, where private
+               units would have to split the output channels and each transform the
+               same input again): per chunk of tiles, all threads first transform the
+               input together (channels split among them) into one V, then units of
+               output-channel panels do the GEMMs -- U (36 x C_out x C_in) is streamed
+               once per chunk, not once per block of TB tiles."""
     cdef str name = "winograd_conv2d" if m == 4 else "winograd2_conv2d"
     cdef Py_ssize_t npt = (m + 2) * (m + 2)     # transform points P
     cdef Py_ssize_t n_img = x.shape[0], c_in = x.shape[1], h = x.shape[2], wd = x.shape[3]
@@ -614,145 +834,42 @@ cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         return
     if c_in == 0 or h == 0 or wd == 0:
         raise ValueError(f"{name}: empty input")
-
-    cdef Py_ssize_t nr = PYCONV_NR_F32, vl = PYCONV_WVL
-    cdef Py_ssize_t th = (oh_n + m - 1) // m, tw = (ow_n + m - 1) // m
-    cdef Py_ssize_t tpi = th * tw, tiles = n_img * tpi
-    # Tiles per unit: whole NR tiles, V near WINO_V_BYTES, no more than the image has.
+    cdef _WinoLayer L
+    L.m = m
+    L.npt = npt
+    L.c_in = c_in
+    L.c_out = c_out
+    L.h = h
+    L.wd = wd
+    L.oh = oh_n
+    L.ow = ow_n
+    L.ph = ph
+    L.pw = pw
+    L.tw = (ow_n + m - 1) // m
+    L.tpi = ((oh_n + m - 1) // m) * L.tw
+    L.x = &x[0, 0, 0, 0]
+    L.u = &u[0, 0, 0]
+    L.bias = &bias[0]
+    L.y = &y[0, 0, 0, 0]
+    L.lo = <float>lo
+    L.hi = <float>hi
+    cdef Py_ssize_t tiles = n_img * L.tpi, nr = PYCONV_NR_F32
+    cdef Py_ssize_t panels = (c_out + PYCONV_MR - 1) // PYCONV_MR
+    # Tiles per private unit: whole NR tiles, V near WINO_V_BYTES, no more than the
+    # image has -- and the same number of blocks, as even as whole NR allow (196 tiles
+    # in blocks of 96 left one of 4, which read all of U for them).
     cdef Py_ssize_t tb_nr = WINO_V_BYTES // (npt * c_in * nr * sizeof(float))
-    if tb_nr > WINO_TB_MAX_NR:
-        tb_nr = WINO_TB_MAX_NR
-    if tb_nr > (tiles + nr - 1) // nr:
-        tb_nr = (tiles + nr - 1) // nr
-    if tb_nr < 1:
-        tb_nr = 1
-    # The same number of blocks, as even as whole NR allow: a last block of a few tiles
-    # reads all of U for them (196 tiles in blocks of 96 left one of 4).
+    tb_nr = max(1, min(tb_nr, WINO_TB_MAX_NR, (tiles + nr - 1) // nr))
     cdef Py_ssize_t tiles_nr = (tiles + nr - 1) // nr
     cdef Py_ssize_t nblocks = (tiles_nr + tb_nr - 1) // tb_nr
     tb_nr = (tiles_nr + nblocks - 1) // nblocks
+    cdef Py_ssize_t tblocks = (tiles + tb_nr * nr - 1) // (tb_nr * nr)
     cdef Py_ssize_t tb = tb_nr * nr
-    # Columns of V and M per channel (their ldb): the block's tiles rounded up to VL --
-    # fewer than TB in a small layer (a 7x7 image is 16 tiles), so that the GEMMs read
-    # no columns that hold no tile -- and an odd number of vectors, so that the rows
-    # of a K block spread over every L1 set.
-    cdef Py_ssize_t ldb = (tiles + vl - 1) // vl
-    if ldb > tb // vl:
-        ldb = tb // vl
-    ldb = (ldb + 1 - ldb % 2) * vl
-    cdef Py_ssize_t tblocks = (tiles + tb - 1) // tb
-    cdef Py_ssize_t panels = (c_out + PYCONV_MR - 1) // PYCONV_MR
-    # Too few tile blocks for the threads: also split the output-channel panels (each
-    # such unit transforms its own input; results are unchanged).
-    cdef Py_ssize_t want = 4 * <Py_ssize_t>num_threads, mblocks = 1
-    if tblocks < want:
-        mblocks = (want + tblocks - 1) // tblocks
-        if mblocks > panels:
-            mblocks = panels
-    cdef Py_ssize_t ppm = (panels + mblocks - 1) // mblocks
-    mblocks = (panels + ppm - 1) // ppm
-    cdef Py_ssize_t units = tblocks * mblocks
-    # Panels per M block.
-    cdef Py_ssize_t obp = WINO_M_BYTES // (npt * PYCONV_MR * ldb * sizeof(float))
-    if obp < 1:
-        obp = 1
-    if obp > ppm:
-        obp = ppm
-    cdef Py_ssize_t ob = obp * PYCONV_MR
-    # Distance between transform points in V and M: an odd number of cache lines. A
-    # multiple of 4 KiB put the 36 stores of one tile's transform in one L1 set
-    # (measured: the input transform took twice as long as the GEMMs at 64 channels).
-    cdef Py_ssize_t ldt_v = _odd_lines(c_in * ldb), ldt_m = _odd_lines(ob * ldb)
-    # The input transform's m + 2 staged rows: a run is at most TB tiles (+ VL - 1 rounding).
-    cdef Py_ssize_t ldst = m * (tb + vl) + vl
-    cdef Py_ssize_t n_kb = (c_in + KC - 1) // KC
-
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* up = &u[0, 0, 0]
-    cdef const float* bp = &bias[0]
-    cdef float* yp = &y[0, 0, 0, 0]
-    cdef float flo = <float>lo
-    cdef float fhi = <float>hi
-    cdef Py_ssize_t unit, ob_i, tbk, mb, t0, nt, nt_v, n_j, p_lo, p_hi, pb0, pb1, o0, n_o
-    cdef Py_ssize_t t, kb, k0, kc, p, j, mr, nrj
-    cdef float* vbuf
-    cdef float* mbuf
-    cdef float* sbuf
-    cdef const float* a_panel
-    cdef int failed = 0
-    cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
-
-    with nogil, parallel(num_threads=num_threads):
-        vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
-        # + VL: the output transform reads up to VL - 1 floats past the last tile of M
-        mbuf = <float*>_aligned_malloc((npt * ldt_m + vl) * sizeof(float))
-        sbuf = <float*>_aligned_malloc((m + 2) * ldst * sizeof(float))
-        if vbuf == NULL or mbuf == NULL or sbuf == NULL:
-            failed_flag[0] = 1
+    cdef int failed
+    with nogil:
+        if tblocks >= WINO_UNITS_PER_THREAD * num_threads:
+            failed = _wino_private(&L, tiles, tb, num_threads)
         else:
-            memset(mbuf + npt * ldt_m, 0, vl * sizeof(float))
-        for unit in prange(units, schedule="dynamic"):
-            if vbuf == NULL or mbuf == NULL or sbuf == NULL:
-                continue
-            mb = unit % mblocks
-            tbk = unit // mblocks
-            t0 = tbk * tb
-            nt = tiles - t0
-            if nt > tb:
-                nt = tb
-            nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
-            n_j = (nt_v + nr - 1) // nr
-            if m == 4:
-                pyconv_wino_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
-                                      sbuf, ldst)
-            else:
-                pyconv_wino2_input_f32(xp, c_in, h, wd, tw, tpi, ph, pw, t0, nt, vbuf, ldb, ldt_v,
-                                       sbuf, ldst)
-            p_lo = mb * ppm
-            p_hi = p_lo + ppm
-            if p_hi > panels:
-                p_hi = panels
-            for ob_i in range((p_hi - p_lo + obp - 1) // obp):
-                pb0 = p_lo + ob_i * obp
-                pb1 = pb0 + obp
-                if pb1 > p_hi:
-                    pb1 = p_hi
-                o0 = pb0 * PYCONV_MR
-                n_o = pb1 * PYCONV_MR
-                if n_o > c_out:
-                    n_o = c_out
-                n_o = n_o - o0
-                for t in range(npt):
-                    for kb in range(n_kb):
-                        k0 = kb * KC
-                        kc = c_in - k0
-                        if kc > KC:
-                            kc = KC
-                        for p in range(pb0, pb1):
-                            a_panel = up + (t * c_out + p * PYCONV_MR) * c_in + k0
-                            mr = c_out - p * PYCONV_MR
-                            if mr > PYCONV_MR:
-                                mr = PYCONV_MR
-                            for j in range(n_j):
-                                nrj = nt_v - j * nr
-                                if nrj > nr:
-                                    nrj = nr
-                                if mr == PYCONV_MR and nrj == nr:
-                                    pyconv_ukr_f32(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * ldb + j * nr, ldb,
-                                                   mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr, ldb,
-                                                   kb > 0, NULL, 0.0, 0.0)
-                                else:
-                                    pyconv_ukr_f32_edge(kc, a_panel, c_in, vbuf + t * ldt_v + k0 * ldb + j * nr, ldb,
-                                                        mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr, ldb,
-                                                        kb > 0, NULL, 0.0, 0.0, mr, nrj)
-                if m == 4:
-                    pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
-                                           yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
-                else:
-                    pyconv_wino2_output_f32(mbuf, ldb, ldt_m, n_o, bp + o0, flo, fhi,
-                                            yp + o0 * oh_n * ow_n, c_out, oh_n, ow_n, tw, tpi, t0, nt)
-        _aligned_free(sbuf)
-        _aligned_free(mbuf)
-        _aligned_free(vbuf)
+            failed = _wino_shared(&L, tiles, num_threads)
     if failed:
         raise MemoryError(f"{name}: cannot allocate a per-thread buffer")

@@ -155,6 +155,23 @@ def test_threads_bitwise(kernels, tile, shape):
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
 
 
+# Many input channels and few tiles: the kernel's shared schedule (the threads transform
+# one V together, then split the output channels), in several chunks of tiles (V is
+# capped at 16 MiB), or -- for 1 thread, where there are tile blocks enough -- the
+# private one. (1, 2048, 24, 28): F(2x2) 168 tiles, private at 1 thread, 2 chunks at 2
+# and 3; F(4x4) 42 tiles, shared. (1, 1024, 44, 44): F(4x4) 121 tiles, private at 1
+# thread, 2 chunks at 2 and 3. Both schedules sum in the same order: bitwise equal.
+@pytest.mark.parametrize("shape", [(1, 2048, 24, 28, 8), (1, 1024, 44, 44, 12)])
+def test_schedules_and_chunks_agree_bitwise(kernels, tile, shape):
+    n, c, h, w, co = shape
+    rng = np.random.default_rng(5)
+    x, g, b = he_layer(rng, n, c, h, w, co)
+    pads = (1, 1, 1, 1)
+    results = [winograd(kernels, tile, x, g, b, pads, threads=t) for t in (1, 2, 3)]
+    assert_accurate(results[0], reference(x, g, b, pads), tile)
+    assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
+
+
 # F(4, 3)'s and F(2, 3)'s G, for the float64 reference of the filter transform.
 G = {4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
