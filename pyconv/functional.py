@@ -250,31 +250,26 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
 # ---------------------------------------------------------------------------------------
 
 # Winograd F(4x4, 3x3) ('winograd') and F(2x2, 3x3) ('winograd2x2') do a 3x3 stride-1
-# layer with 4x and 2.25x fewer multiplications. Measured on a 2-core AVX2 machine (1 and
-# 2 threads, batch 1..16, cached and per-call filter transform; the ResNet-50 / VGG-16
-# 3x3 stride-1 layers and smaller ones; times below: 1 thread, C_in = C_out):
+# layer with 4x and 2.25x fewer multiplications. Measured on a 2-core AVX2 machine (2
+# threads, read-only weights, C_in = C_out; times in ms, F(4, 3) / F(2, 3) / GEMM):
 #
+# * F(4, 3) wins from 16 of its 4x4 tiles over the batch and 48 channels, at any row
+#   width: 256@14x14 b1 1.10 / 1.36 / 2.04, 128@14x14 b1 0.26 / 0.34, 128@7x7 b4 0.30 /
+#   0.35, 64@7x7 b8 0.23 / 0.26, 48@28x28 b1 0.16 / 0.23; the closest call 64@14x14 b8
+#   0.56 / 0.53. With 4 tiles (7x7 and 8x8 images at batch 1) it streams its 36 x C_out
+#   x C_in filter for too little work: 512@7x7 3.40 / 1.94 / 2.86, 256@8x8 0.60 / 0.35.
+#   Below 48 channels its transforms dominate: 32@56x56 b1 0.31 / 0.28.
 # * F(2, 3) beats the GEMM kernel from 16 of its 2x2 tiles (16@8x8 b1: 1.2x; 64@4x4 b1
-#   = 4 tiles: 0.7x), and F(4, 3) where F(4, 3) has few tiles to stream its 36 x
-#   C_out x C_in filter for: 512@7x7 b1 F(2, 3) 2.2 ms, F(4, 3) 5.6, GEMM 3.8 (1 thread),
-#   or narrow tile rows and few channels (64@14x14 b8 0.85 ms vs 1.02);
-# * F(4, 3) wins from about 4096 (its tiles x min(C_in, C_out)) with >= 128 channels or
-#   rows of more than 16 outputs: 256@14x14 b1 1.54 ms vs 1.88 (16 x 256), 128@28x28
-#   b1 1.23 vs 1.45, 256@7x7 b8 3.5 vs 4.4, 64@56x56 b1 1.04 vs 1.45; ties around the
-#   threshold (128@14x14 b1, 512@7x7 b4, 512@28x28 b1) go to F(2, 3), the more accurate;
-#   the worst misses: 128@7x7 b8 and 64@16x16 b16, 20-27 % off the faster of the two;
-# * the filter transform, paid per call unless the weights are read-only (then cached),
+#   = 4 tiles: 0.7x).
+# * The filter transform, paid per call unless the weights are read-only (then cached),
 #   costs 55 ns (F(4, 3)) and 16 ns (F(2, 3)) per C_out x C_in filter on one core:
 #   F(2, 3) still pays from about 196 output pixels (512@14x14 b1: 7.6 + 4.6 ms vs GEMM
-#   12.7; 512@7x7 b4 8.4 + 4.3 vs 14.5), F(4, 3)'s extra transform only from about 2000
-#   (128@28x28 b1: F(4, 3) 1.23 + 0.88 ms, F(2, 3) 1.45 + 0.25; 64@56x56 b1: 1.04 +
-#   0.22 vs 1.45 + 0.07).
+#   12.7, 1 thread), F(4, 3)'s extra transform only from about 2000 (128@28x28 b1).
 _WINOGRAD_TILE = {"winograd": 4, "winograd2x2": 2}   # algorithm -> output tile m
-_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_CHANNELS = 16   # min(C_in, C_out), for either
 _WINOGRAD2_MIN_TILES = 16     # 2x2 tiles over the batch, for F(2, 3) at all
-_WINOGRAD_MIN_WORK = 4096     # 4x4 tiles over the batch x min(C_in, C_out), for F(4, 3)
-_WINOGRAD_NARROW = 16         # ... which, below 128 channels, also needs rows > this
-_WINOGRAD_WIDE_CHANNELS = 128
+_WINOGRAD4_MIN_TILES = 16     # 4x4 tiles over the batch, for F(4, 3)
+_WINOGRAD4_MIN_CHANNELS = 48
 _WINOGRAD_MIN_PIXELS = 2000   # output pixels over the batch: F(4, 3), transforming per call
 _WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
 _WINOGRAD_CACHE = collections.OrderedDict()  # (tile, read-only weights) -> transformed filter
@@ -313,8 +308,7 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
         n, _, oh, ow = y4.shape
         tiles4, tiles2 = n * -(-oh // 4) * -(-ow // 4), n * -(-oh // 2) * -(-ow // 2)
         cached = _frozen(w)   # transformed once, then from _WINOGRAD_CACHE
-        if (tiles4 * channels >= _WINOGRAD_MIN_WORK
-                and (channels >= _WINOGRAD_WIDE_CHANNELS or ow > _WINOGRAD_NARROW)
+        if (tiles4 >= _WINOGRAD4_MIN_TILES and channels >= _WINOGRAD4_MIN_CHANNELS
                 and (cached or n * oh * ow >= _WINOGRAD_MIN_PIXELS)):
             return "winograd"
         if tiles2 >= _WINOGRAD2_MIN_TILES and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS):

@@ -340,14 +340,15 @@ def _record_kernels(monkeypatch):
 AUTO_CASES = [
     ((1, 64, 64, 56, 56, True), "winograd_conv2d"),     # ResNet-50 / VGG-16 layers
     ((1, 128, 128, 28, 28, True), "winograd_conv2d"),
-    ((1, 256, 256, 14, 14, True), "winograd_conv2d"),   # 16 tiles x 256 channels
+    ((1, 256, 256, 14, 14, True), "winograd_conv2d"),   # 16 4x4 tiles: the threshold
     ((1, 512, 512, 7, 7, True), "winograd2_conv2d"),    # 4 tiles: F(2, 3)'s 16 pay
+    ((1, 256, 256, 8, 8, True), "winograd2_conv2d"),
     ((8, 256, 256, 7, 7, True), "winograd_conv2d"),
-    ((8, 128, 128, 7, 7, True), "winograd_conv2d"),     # 32 tiles x 128: the threshold
-    ((4, 128, 128, 7, 7, True), "winograd2_conv2d"),
-    ((8, 64, 64, 14, 14, True), "winograd2_conv2d"),    # < 128 channels, rows of 14
-    ((1, 64, 64, 28, 28, True), "winograd2_conv2d"),    # 49 x 64 < 4096
-    ((8, 64, 64, 28, 28, True), "winograd_conv2d"),
+    ((4, 128, 128, 7, 7, True), "winograd_conv2d"),     # 16 tiles over the batch
+    ((3, 128, 128, 7, 7, True), "winograd2_conv2d"),    # 12
+    ((8, 64, 64, 14, 14, True), "winograd_conv2d"),     # narrow rows: still F(4, 3)
+    ((1, 48, 48, 28, 28, True), "winograd_conv2d"),     # 48 channels: the threshold
+    ((1, 32, 32, 56, 56, True), "winograd2_conv2d"),    # 32: F(4, 3)'s transforms dominate
     ((1, 16, 16, 8, 8, True), "winograd2_conv2d"),      # 16 2x2 tiles: pays
     ((1, 64, 64, 6, 6, True), "conv2d_igemm"),          # 9 2x2 tiles: too few
     ((1, 8, 64, 28, 28, True), "conv2d_igemm"),         # 8 input channels: too few
