@@ -39,6 +39,10 @@ CASES = [
     (1, 3, 40, 41, 16, 7, 7, 2, 3, 1, 1),        # a ResNet-like stem
     (1, 64, 5, 5, 70, 3, 3, 1, 0, 1, 1),         # few pixels: channel blocks split over threads
     (3, 2, 1, 50, 11, 1, 5, 3, (0, 4), 1, 1),    # a 1-D-like row, stride 3
+    # 1x1 stride 1 without padding: packed as one contiguous segment per channel
+    (1, 300, 29, 31, 17, 1, 1, 1, 0, 1, 1),      # 899 pixels in two blocks, two K blocks
+    (2, 12, 13, 11, 18, 1, 1, 1, 0, 1, 3),       # groups: a later group's channels
+    (1, 5, 9, 10, 8, 1, 1, 1, 1, 1, 1),          # 1x1 with padding: row by row
     # Batches of small images: the folded GEMM, whose tiles run across images
     (12, 7, 5, 7, 19, 3, 3, 1, 1, 1, 1),         # 420 pixels: three pixel blocks, straddling tiles
     (3, 30, 4, 4, 33, 3, 3, 1, 1, 1, 1),         # two K blocks, edge panel
