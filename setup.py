@@ -147,7 +147,9 @@ def extensions():
     for name, flags in KERNEL_SETS.items():
         exts.append(Extension(f"pyconv._kernels_{name}", [f"pyconv/_kernels_{name}.pyx"],
                               include_dirs=["pyconv"], extra_compile_args=list(flags),
-                              depends=["pyconv/_ukernel.h", "pyconv/_direct.h", "pyconv/_workspace.h"]))
+                              depends=["pyconv/_ukernel.h", "pyconv/_direct.h", "pyconv/_workspace.h",
+                                       "pyconv/_igemm.pxi", "pyconv/_direct.pxi", "pyconv/_winograd.pxi",
+                                       "pyconv/_gemv.pxi"]))
     return cythonize(exts, compiler_directives=directives, force=debug)
 
 

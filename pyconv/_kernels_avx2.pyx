@@ -5,3 +5,4 @@
 include "_igemm.pxi"
 include "_direct.pxi"
 include "_winograd.pxi"
+include "_gemv.pxi"

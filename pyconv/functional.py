@@ -586,10 +586,13 @@ def linear(input, weight, bias=None, *, out=None):
     """``y = input @ weight.T + bias``, like ``torch.nn.functional.linear``: input
     ``(*, in_features)``, weight ``(out_features, in_features)``, bias ``(out_features,)``.
 
-    Computed on pyconv's GEMM kernel, as a 1x1 correlation whose pixels are the input's
-    rows, in pyconv's threads -- not NumPy's BLAS, whose threads keep spinning for about
-    0.1 s after each call and so halved the speed of the convolutions that followed
-    (ResNet-50 at 2 threads: 123 ms per image with the classifier on BLAS, 74 without).
+    Up to 8 rows: matrix-vector products that stream the weights once (at batch 1 a
+    linear layer only moves its weights: VGG's first classifier layer, 411 MB, 13 ms
+    here, as ONNX Runtime); more rows: pyconv's GEMM kernel, as a 1x1 correlation whose
+    pixels are the input's rows. Both in pyconv's threads -- not NumPy's BLAS, whose
+    threads keep spinning for about 0.1 s after each call and so halved the speed of
+    the convolutions that followed (ResNet-50 at 2 threads: 123 ms per image with the
+    classifier on BLAS, 74 without).
     """
     return _linear("linear", input, weight, bias, _NO_CLAMP, out)
 
@@ -616,6 +619,13 @@ def _linear(op, input, weight, bias, clamp, out):
     if rows == 0 or out_f == 0 or in_f == 0:
         y = np.empty(shape, compute)
         y[...] = np.clip(bc, *clamp)
+        return _finish(y, out, result)
+    if rows <= _dispatch.kernels.GEMV_MAX_ROWS:
+        # A few rows: matrix-vector products streaming the weights once (_gemv.pxi);
+        # the GEMM kernel would pad them to a micro-tile of NR pixels.
+        y = _result_buffer(out, shape, result, compute)   # C-contiguous (out= too)
+        _dispatch.kernels.gemv(_native(x.reshape(rows, in_f), compute), _native(w, compute), bc,
+                               y.reshape(rows, out_f), clamp[0], clamp[1], _threads(rows * out_f * in_f))
         return _finish(y, out, result)
     # The rows as the pixels of one image with in_features channels: (1, in, 1, rows).
     pixels = np.ascontiguousarray(x.reshape(rows, in_f).T, dtype=compute).reshape(1, in_f, 1, rows)

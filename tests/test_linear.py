@@ -78,3 +78,40 @@ def test_matches_torch(rng):
     b = random_array(rng, (20,), np.float32)
     expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
     assert_close(F.linear(x, w, b), expected.numpy())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("in_f", [1, 7, 16, 17, 33, 1000])
+def test_few_rows_matrix_vector_path(rng, dtype, rows, in_f):
+    """Up to GEMV_MAX_ROWS (8) rows take the matrix-vector kernel (rows in groups of 4,
+    2 vectors a step, a scalar tail); 9 the GEMM kernel. Both against float64."""
+    x = random_array(rng, (rows, in_f), dtype)
+    w = random_array(rng, (37, in_f), dtype)
+    b = random_array(rng, (37,), dtype)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    assert_close(F.linear(x, w, b), expected)
+    assert_close(F._linear("linear", x, w, b, (0.0, 0.5), None), np.clip(expected, 0.0, 0.5))
+
+
+def test_matrix_vector_threads_nan_and_out(rng):
+    from pyconv import _dispatch
+    assert _dispatch.kernels.GEMV_MAX_ROWS == 8
+    x = random_array(rng, (3, 2500), np.float32)
+    w = random_array(rng, (1000, 2500), np.float32)   # 63 blocks of 16 outputs
+    results = []
+    for threads in (1, 2, 3):
+        with pyconv.num_threads(threads):
+            results.append(F.linear(x, w))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    x[1, 2499] = np.nan    # in the scalar tail
+    w[5, 0] = np.nan
+    y = F.linear(x, w)
+    assert np.isnan(y[1]).all() and np.isnan(y[:, 5]).all()
+    assert not np.isnan(np.delete(np.delete(y, 1, axis=0), 5, axis=1)).any()
+    x[1, 2499] = 0.0
+    w[5, 0] = 0.0
+    out = np.full((3, 1000), -1.0, np.float32)
+    assert F.linear(x, w, out=out) is out
+    np.testing.assert_array_equal(out, F.linear(x, w))
