@@ -131,10 +131,12 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
     cdef floating* dst
     cdef floating* d
     cdef const floating* src
-    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and ow_n == wd:
-        # 1x1, stride 1, no padding: X_col is x itself, a block is one contiguous
-        # segment per channel (a 14x14 layer's row-by-row copies of 56 bytes each took
-        # 6 % of a ResNet-50 forward pass in memmove's overhead).
+    if (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and ow_n == wd
+            and p0 + np_ <= h * wd):
+        # 1x1, stride 1, no padding (none after the input either -- a transposed
+        # convolution's phases may have output rows past it): X_col is x itself, a
+        # block is one contiguous segment per channel (a 14x14 layer's row-by-row
+        # copies of 56 bytes each cost memmove's overhead per row).
         for k in range(kc):
             memcpy(bp + k * ldb, x + (k0 + k) * h * wd + p0, np_ * sizeof(floating))
             if np_pad > np_:

@@ -43,6 +43,7 @@ CASES = [
     (1, 300, 29, 31, 17, 1, 1, 1, 0, 1, 1),      # 899 pixels in two blocks, two K blocks
     (2, 12, 13, 11, 18, 1, 1, 1, 0, 1, 3),       # groups: a later group's channels
     (1, 5, 9, 10, 8, 1, 1, 1, 1, 1, 1),          # 1x1 with padding: row by row
+    (2, 6, 5, 7, 9, 1, 1, 1, ((0, 3), (0, 0)), 1, 1),  # padding only after: rows past the input
     # Batches of small images: the folded GEMM, whose tiles run across images
     (12, 7, 5, 7, 19, 3, 3, 1, 1, 1, 1),         # 420 pixels: three pixel blocks, straddling tiles
     (3, 30, 4, 4, 33, 3, 3, 1, 1, 1, 1),         # two K blocks, edge panel
