@@ -46,6 +46,21 @@ def random_array(rng, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def same_for_any_threads(call, threads=(1, 2, 3)):
+    """``call(t)`` for each thread count t, run inside ``pyconv.num_threads(t)`` (for the
+    functional API; kernels take t as their argument): the results must be bitwise
+    equal, NaN where NaN. Returns the first."""
+    import pyconv
+
+    results = []
+    for t in threads:
+        with pyconv.num_threads(t):
+            results.append(call(t))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    return results[0]
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

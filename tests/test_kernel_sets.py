@@ -17,6 +17,7 @@ import pytest
 import pyconv
 import pyconv.functional as F
 from pyconv import _dispatch
+from conftest import same_for_any_threads
 
 SETS = _dispatch.supported()
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -89,11 +90,7 @@ def test_threads_bitwise(kernel_set, shape):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     weight = rng.standard_normal((co, c, 3, 3)).astype(np.float32)
-    results = []
-    for threads in (1, 2, 3):
-        with pyconv.num_threads(threads):
-            results.append(F.conv2d(x, weight, padding=1, algorithm="gemm"))
-    assert all(np.array_equal(results[0], r) for r in results[1:])
+    same_for_any_threads(lambda t: F.conv2d(x, weight, padding=1, algorithm="gemm"))
 
 
 def _config_in_subprocess(env_value):
@@ -128,9 +125,5 @@ def test_gemm_bitwise_for_any_thread_count(kernel_set, case):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
     weight = rng.standard_normal((c_out, c_in // groups, kh, kw)).astype(np.float32)
-    results = []
-    for threads in (1, 2, 3, 5):
-        with pyconv.num_threads(threads):
-            results.append(F.conv2d(x, weight, None, stride, padding, dilation, groups, algorithm="gemm"))
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+    same_for_any_threads(lambda t: F.conv2d(x, weight, None, stride, padding, dilation, groups,
+                                            algorithm="gemm"), threads=(1, 2, 3, 5))

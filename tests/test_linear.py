@@ -3,9 +3,8 @@ kernel with the input's rows as pixels, against NumPy's matmul."""
 import numpy as np
 import pytest
 
-import pyconv
 import pyconv.functional as F
-from conftest import DTYPES, assert_close, random_array
+from conftest import DTYPES, assert_close, random_array, same_for_any_threads
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -58,14 +57,9 @@ def test_errors_name_the_argument(kwargs, match):
 def test_threads_bitwise_and_clamp(rng):
     x = random_array(rng, (9, 300), np.float32)
     w = random_array(rng, (130, 300), np.float32)
-    results = []
-    for threads in (1, 2, 3):
-        with pyconv.num_threads(threads):
-            results.append(F.linear(x, w))
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+    y = same_for_any_threads(lambda t: F.linear(x, w))
     clamped = F._linear("linear", x, w, None, (0.0, 6.0), None)
-    np.testing.assert_array_equal(clamped, np.clip(results[0], 0.0, 6.0))
+    np.testing.assert_array_equal(clamped, np.clip(y, 0.0, 6.0))
     x[4, 7] = np.nan
     y = F.linear(x, w)
     assert np.isnan(y[4]).all() and not np.isnan(np.delete(y, 4, axis=0)).any()
@@ -99,12 +93,7 @@ def test_matrix_vector_threads_nan_and_out(rng):
     assert _dispatch.kernels.GEMV_MAX_ROWS == 8
     x = random_array(rng, (3, 2500), np.float32)
     w = random_array(rng, (1000, 2500), np.float32)   # 63 blocks of 16 outputs
-    results = []
-    for threads in (1, 2, 3):
-        with pyconv.num_threads(threads):
-            results.append(F.linear(x, w))
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+    same_for_any_threads(lambda t: F.linear(x, w))
     x[1, 2499] = np.nan    # in the scalar tail
     w[5, 0] = np.nan
     y = F.linear(x, w)
