@@ -64,6 +64,7 @@ cdef struct _Window:
 
 cdef enum:
     FLAT_ELEMS = 4096  # inputs per flat chunk: its phases and pooled rows stay in L1
+    GLOBAL_PLANES = 64  # planes per work unit of global average pooling
 
 
 cdef Py_ssize_t* _window_init(_Window* g, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ow_n,
@@ -816,7 +817,16 @@ cdef int _adaptive_pool2d(const floating* xp, floating* yp, int64_t* ip, bint is
     yp (planes, oh_n, ow_n); indices into ip (max only) unless NULL. Always 0."""
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows
-    cdef Py_ssize_t unit, p, oh0, oh1
+    cdef Py_ssize_t unit, p, oh0, oh1, hw = h * wd
+    if not is_max and oh_n == 1 and ow_n == 1:
+        # Global average pooling (a classifier's input): one sum per plane, planes in
+        # blocks of GLOBAL_PLANES -- per-plane units cost more than a 7x7 plane's sum
+        # (ResNet-50's 8 x 2048 planes). The same sums as _adaptive_rows: the same bits.
+        for unit in prange((planes + GLOBAL_PLANES - 1) // GLOBAL_PLANES, num_threads=num_threads,
+                           schedule="static"):
+            for p in range(unit * GLOBAL_PLANES, block_end(unit * GLOBAL_PLANES, GLOBAL_PLANES, planes)):
+                yp[p] = _sum(xp + p * hw, hw) / hw
+        return 0
     for unit in prange(planes * blocks, num_threads=num_threads, schedule="guided"):
         p = unit // blocks
         oh0 = (unit % blocks) * rows

@@ -18,7 +18,7 @@ import pytest
 import pyconv
 import pyconv.functional as F
 import reference as ref
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, same_for_any_threads
 from pyconv import _pool
 
 UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
@@ -247,3 +247,17 @@ def test_through_the_public_api_on_n_threads(n):
     np.testing.assert_array_equal(idx, idx1)
     np.testing.assert_array_equal(_bits(y), _bits(y1))
     np.testing.assert_array_equal(_bits(a), _bits(a1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 130, 7, 5), (2, 64, 1, 33), (1, 200, 13, 1)])
+def test_global_average_pooling(dtype, shape):
+    """Output 1x1 (global average, planes in blocks of 64): the mean of each plane, the
+    same for any thread count; NaN stays in its plane."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1, shape[2] * shape[3])[-1, 0] = np.nan
+    y = same_for_any_threads(lambda t: F.adaptive_avg_pool2d(x, 1))
+    expected = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    assert_close(y, expected, dtype)
+    assert np.isnan(y.reshape(-1)[-1]) and not np.isnan(y.reshape(-1)[:-1]).any()
