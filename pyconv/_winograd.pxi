@@ -19,26 +19,32 @@
 #                               operand read in place (lda = C_in)
 #   winograd_conv2d             def: checks, releases the GIL (both share
 #   (winograd2_conv2d: m = 2)   _winograd_conv2d: only the transforms differ)
-#    '- prange over work units  unit = (block of TB tiles over all images, block of
-#         |                     output-channel panels); one unit owns its output
-#         |                     elements and sums them in one fixed order: bitwise
-#         |                     identical for any thread count
+#    '- schedule                private: prange over units = (block of TB tiles over
+#         |                     all images[, block of output-channel panels]), V per
+#         |                     thread; shared (few tiles): per chunk of tiles, the
+#         |                     threads transform one V together, then prange over
+#         |                     blocks of output-channel panels. Each output element
+#         |                     is summed by one unit in one fixed order: bitwise
+#         |                     identical for any thread count and either schedule
 #         |- _wino(2)_input     B^T d B for every channel of the block's tiles, per
 #         |                     run of tiles in one tile row: its m + 2 input rows
 #         |                     staged with zero padding, VL adjacent tiles per vector
 #         |                     (m = 4: a 4 x VL transpose of row segments; m = 2: even
-#         |                     and odd lanes) -> per-thread V (P x C_in x TB), rows of
-#         |                     TB tiles: the micro-kernel's packed B
-#         '- per block of OB output channels:
-#              for t < P, K block (KC channels), MR-channel panel, NR-tile tile:
+#         |                     and odd lanes) -> V (P x C_in x tiles), rows of the
+#         |                     block's tiles: the micro-kernel's packed B
+#         '- _wino_gemm_output, per block of OB output channels:
+#              for t < P, K block (KC channels), NR-tile tile, MR-channel panel:
 #                  micro-kernel  M[t] (+)= U[t] * V[t]          (_ukernel.h)
 #              _wino(2)_output   A^T m A, + bias, clamp, VL tiles per vector; per
 #                                output row the inverse shuffle: VL tiles' m VL
 #                                contiguous outputs, clipped at the edges
 #
-# Workspace per thread: V (P x C_in x TB floats, TB chosen to keep it near 1 MiB),
-# M (P x OB x TB, about 512 KiB) and the staged rows ((m + 2) x m (TB + VL) floats) --
-# bounded by C_in, never by the image.
+# Workspace per thread: V (P x C_in x TB floats, TB chosen to keep it near 1 MiB; the
+# shared schedule's one V: at most 16 MiB), M (P x OB x TB, about 512 KiB) and the
+# staged rows ((m + 2) x m (TB + VL) floats) -- bounded, never by the image.
+# (Tried: V in blocks of NR tiles, so that a B tile is one contiguous run: 5-20 %
+# faster on shared-schedule layers, 10-15 % slower on private ones at batch 8, where
+# runs of tiles straddle the blocks and their vector stores split; not kept.)
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
