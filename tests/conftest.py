@@ -46,6 +46,12 @@ def random_array(rng, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def _dispatch_sets():
+    from pyconv import _dispatch
+
+    return _dispatch.supported()
+
+
 def same_for_any_threads(call, threads=(1, 2, 3)):
     """``call(t)`` for each thread count t, run inside ``pyconv.num_threads(t)`` (for the
     functional API; kernels take t as their argument): the results must be bitwise
@@ -59,6 +65,17 @@ def same_for_any_threads(call, threads=(1, 2, 3)):
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     return results[0]
+
+
+@pytest.fixture(params=_dispatch_sets())
+def kernel_set(request):
+    """Each kernel set this CPU can run (avx512, avx2, generic), made the active one for
+    the test; yields its module."""
+    from pyconv import _dispatch
+
+    previous = _dispatch.use(request.param)
+    yield _dispatch.kernels
+    _dispatch.use(previous)
 
 
 @pytest.fixture

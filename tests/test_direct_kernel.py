@@ -22,17 +22,8 @@ import pyconv
 import pyconv.functional as F
 import reference
 from conftest import assert_close, same_for_any_threads
-from pyconv import _dispatch
 
-SETS = _dispatch.supported()
 DTYPES = (np.float32, np.float64)
-
-
-@pytest.fixture(params=SETS)
-def kernel_set(request):
-    previous = _dispatch.use(request.param)
-    yield _dispatch.kernels
-    _dispatch.use(previous)
 
 
 # (n, c_in, h, w, c_out, groups, (kh, kw), stride, padding, dilation, bias)

@@ -23,13 +23,6 @@ SETS = _dispatch.supported()
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-@pytest.fixture(params=SETS)
-def kernel_set(request):
-    previous = _dispatch.use(request.param)
-    yield request.param
-    _dispatch.use(previous)
-
-
 # (n, c_in, h, w, c_out, kh, kw, stride, padding, dilation, groups)
 CASES = [
     (1, 3, 17, 23, 13, 3, 3, 1, 1, 1, 1),       # edge panel (13 = 2*6 + 1), edge tile

@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 
 import pyconv.functional as F
-from pyconv import _dispatch
 from conftest import same_for_any_threads
 
-SETS = _dispatch.supported()
 # The documented accuracy per output tile m, on He-initialised layers with unit-variance
 # input: ||y - ref|| / ||ref|| and max |y - ref| per element. Measured (up to 512
 # channels): F(4, 3) 2.4e-6 and 6.4e-5, F(2, 3) 4e-7 and 3.2e-6 (the GEMM kernel: 2.3e-7
@@ -24,11 +22,10 @@ NORM_TOL = {4: 1e-5, 2: 2e-6}
 ELEM_TOL = {4: 5e-4, 2: 5e-5}
 
 
-@pytest.fixture(params=SETS)
-def kernels(request):
-    previous = _dispatch.use(request.param)
-    yield _dispatch.kernels
-    _dispatch.use(previous)
+@pytest.fixture
+def kernels(kernel_set):
+    """The kernel-set module under test (conftest's kernel_set: each set this CPU runs)."""
+    return kernel_set
 
 
 @pytest.fixture(params=[4, 2], ids=["F4x4", "F2x2"])
