@@ -400,3 +400,15 @@ def test_reference_agrees_on_a_small_case():
     """Sanity check that this module's inputs are what the reference expects."""
     x = np.random.default_rng(2).standard_normal((1, 2, 5, 5))
     np.testing.assert_allclose(F.avg_pool2d(x, 2), reference.avg_pool2d(x, 2), rtol=1e-12)
+
+
+def test_workspace_cache_is_bounded(kernel_set):
+    """Freed kernel workspaces are kept for reuse (_workspace.h), at most 64 MiB per
+    kernel set, however many and however large the calls that freed them."""
+    rng = np.random.default_rng(3)
+    for c, s in [(512, 28), (64, 56), (256, 14), (1024, 14), (2048, 24)]:
+        x = rng.standard_normal((1, c, s, s)).astype(np.float32)
+        w = rng.standard_normal((16, c, 3, 3)).astype(np.float32)
+        for algorithm in ("gemm", "winograd", "winograd2x2"):
+            F.conv2d(x, w, padding=1, algorithm=algorithm)
+        assert 0 < kernel_set.workspace_cached_bytes() <= 64 << 20
