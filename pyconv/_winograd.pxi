@@ -19,13 +19,13 @@
 #                               operand read in place (lda = C_in)
 #   winograd_conv2d             def: checks, releases the GIL (both share
 #   (winograd2_conv2d: m = 2)   _winograd_conv2d: only the transforms differ)
-#    '- schedule                private: prange over units = (block of TB tiles over
-#         |                     all images[, block of output-channel panels]), V per
-#         |                     thread; shared (few tiles): per chunk of tiles, the
-#         |                     threads transform one V together, then prange over
-#         |                     blocks of output-channel panels. Each output element
-#         |                     is summed by one unit in one fixed order: bitwise
-#         |                     identical for any thread count and either schedule
+#    '- schedule                private: prange over units = blocks of TB tiles over
+#         |                     all images, V per thread; shared (few tiles): per
+#         |                     chunk of tiles, the threads transform one V together,
+#         |                     then prange over blocks of output-channel panels.
+#         |                     Each output element is summed by one unit in one
+#         |                     fixed order: bitwise identical for any thread count
+#         |                     and either schedule
 #         |- _wino(2)_input     B^T d B for every channel of the block's tiles, per
 #         |                     run of tiles in one tile row: its m + 2 input rows
 #         |                     staged with zero padding, VL adjacent tiles per vector
@@ -706,20 +706,14 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
 
 cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int num_threads) noexcept nogil:
     """Units = blocks of tb tiles, each transforming its own input into a per-thread V
-    (P x C_in x tb floats) and doing every output channel -- or, with too few blocks
-    for the threads, a block of the output-channel panels (each such unit transforms
-    the block's input again). Returns 1 when out of memory."""
+    (P x C_in x tb floats) and doing every output channel (_winograd_conv2d takes this
+    schedule only with WINO_UNITS_PER_THREAD blocks per thread; fewer go to
+    _wino_shared). Returns 1 when out of memory."""
     cdef Py_ssize_t vl = PYCONV_WVL, npt = L.npt, m = L.m
     cdef Py_ssize_t ldb = _wino_ldb(min(tiles, tb))
     cdef Py_ssize_t panels = (L.c_out + PYCONV_MR - 1) // PYCONV_MR
-    cdef Py_ssize_t tblocks = (tiles + tb - 1) // tb, unit, t0, nt, mb, p_lo
-    cdef Py_ssize_t want = WINO_UNITS_PER_THREAD * num_threads, mblocks = 1
-    if tblocks < want:
-        mblocks = min((want + tblocks - 1) // tblocks, panels)
-    cdef Py_ssize_t ppm = (panels + mblocks - 1) // mblocks
-    mblocks = (panels + ppm - 1) // ppm
-    cdef Py_ssize_t units = tblocks * mblocks
-    cdef Py_ssize_t obp = _wino_m_panels(L, ldb, ppm)
+    cdef Py_ssize_t units = (tiles + tb - 1) // tb, unit, t0, nt
+    cdef Py_ssize_t obp = _wino_m_panels(L, ldb, panels)
     # Distance between transform points in V and M: an odd number of cache lines. A
     # multiple of 4 KiB put the 36 stores of one tile's transform in one L1 set
     # (measured: the input transform took twice as long as the GEMMs at 64 channels).
@@ -743,13 +737,10 @@ cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int
         for unit in prange(units, schedule="dynamic"):
             if vbuf == NULL or mbuf == NULL or sbuf == NULL:
                 continue
-            mb = unit % mblocks
-            t0 = unit // mblocks * tb
+            t0 = unit * tb
             nt = min(tiles - t0, tb)
-            p_lo = mb * ppm
             _wino_input(L, 0, L.c_in, t0, nt, vbuf, ldb, ldt_v, sbuf, ldst)
-            _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, p_lo, min(p_lo + ppm, panels), obp,
-                              mbuf, ldt_m)
+            _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, 0, panels, obp, mbuf, ldt_m)
         _aligned_free(sbuf)
         _aligned_free(mbuf)
         _aligned_free(vbuf)
