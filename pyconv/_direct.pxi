@@ -45,7 +45,6 @@ from cpython.pycapsule cimport PyCapsule_New
 from pyconv._common cimport block_end, rows_per_unit, tap_range
 
 cdef extern from "_direct.h" nogil:
-    int PYCONV_VBYTES
     void pyconv_direct_pack1_f32(float* d, int64_t ds, const float* s, int64_t ss,
                                  int64_t rows, int64_t n)
     void pyconv_direct_pack1_f64(double* d, int64_t ds, const double* s, int64_t ss,
@@ -79,11 +78,6 @@ cdef enum:
 
 DIRECT_BAND_BUDGET = DIRECT_BUDGET
 DIRECT_MIN_CHUNK_ROWS = DIRECT_MIN_ROWS
-
-
-cdef inline Py_ssize_t _vl(floating dummy) noexcept nogil:
-    """Lanes per vector of this kernel set."""
-    return PYCONV_VBYTES // sizeof(floating)
 
 
 cdef inline Py_ssize_t _band_rows(Py_ssize_t rows, Py_ssize_t sh, Py_ssize_t span) noexcept nogil:

@@ -21,7 +21,9 @@
 #                                    in L2; 32 x MR x KC floats = 128 KiB):
 #                for each NR-pixel tile (KC x NR, stays in L1 across the panels):
 #                  for each panel of MR channels:
-#                                    micro-kernel  C (+)= A * B   (_ukernel.h)
+#                                    micro-kernel  C (+)= A * B   (_ukernel.h; an
+#                                    image's last tile of <= one vector of pixels:
+#                                    the tail kernel, on those columns transposed)
 #              the last K block's store adds the bias and clamps (fused output pass)
 #
 # Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
@@ -42,6 +44,7 @@ cdef extern from "_ukernel.h" nogil:
     int PYCONV_NR_F32
     int PYCONV_NR_F64
     int PYCONV_ALIGN
+    int PYCONV_VBYTES
     void pyconv_ukr_f32(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                         int64_t ldc, int accumulate, const float* bias, float lo, float hi)
     void pyconv_ukr_f64(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
@@ -49,6 +52,12 @@ cdef extern from "_ukernel.h" nogil:
     void pyconv_ukr_f32_edge(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                              int64_t ldc, int accumulate, const float* bias, float lo, float hi,
                              int64_t mr, int64_t nr)
+    void pyconv_tail_f32(int64_t kc, const float* A, int64_t lda, const float* Bt, int64_t ldbt,
+                         float* C, int64_t ldc, int accumulate, const float* bias, float lo,
+                         float hi, int64_t mr, int64_t nt)
+    void pyconv_tail_f64(int64_t kc, const double* A, int64_t lda, const double* Bt, int64_t ldbt,
+                         double* C, int64_t ldc, int accumulate, const double* bias, double lo,
+                         double hi, int64_t mr, int64_t nt)
     void pyconv_gather2_f32(float* dst, const float* src, int64_t n)
     void pyconv_gather2_f64(double* dst, const double* src, int64_t n)
     void pyconv_ukr_f64_edge(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
@@ -104,6 +113,32 @@ cdef inline Py_ssize_t _odd_line_stride(Py_ssize_t n, Py_ssize_t itemsize) noexc
     cdef Py_ssize_t per_line = 64 // itemsize
     cdef Py_ssize_t lines = (n + per_line - 1) // per_line
     return (lines if lines % 2 else lines + 1) * per_line
+
+
+cdef inline Py_ssize_t _vl(floating dummy) noexcept nogil:
+    """Lanes per vector of this kernel set."""
+    return PYCONV_VBYTES // sizeof(floating)
+
+
+cdef inline Py_ssize_t _tail_pixels(Py_ssize_t p_n, Py_ssize_t nr, Py_ssize_t vl) noexcept nogil:
+    """How many of the last pixels of p_n go to the tail kernel (_ukernel.h): the last
+    tile's, when at most one vector of them (else the edge variant does them, at
+    least as fast). Pixel blocks are whole tiles from pixel 0, so this set does not
+    depend on the blocking, nor on the thread count."""
+    cdef Py_ssize_t t = p_n - (p_n - 1) // nr * nr
+    return t if t <= vl else 0
+
+
+cdef inline void _transpose_tail(const floating* b, Py_ssize_t ldb, Py_ssize_t kc, Py_ssize_t nt,
+                                 Py_ssize_t vl, floating* bt) noexcept nogil:
+    """bt[j*KC + k] = b[k*ldb + j] for j < nt, k < kc, zeros on to the next multiple
+    of vl: the tail's packed columns as the tail kernel's Bt."""
+    cdef Py_ssize_t j, k, kp = (kc + vl - 1) // vl * vl
+    for j in range(nt):
+        for k in range(kc):
+            bt[j * KC + k] = b[k * ldb + j]
+        for k in range(kc, kp):
+            bt[j * KC + k] = 0
 
 
 cdef inline Py_ssize_t _nr(floating dummy) noexcept nogil:
@@ -212,6 +247,16 @@ cdef inline void _ukr(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const fl
             pyconv_ukr_f64_edge(kc, a, lda, b, ldb, c, ldc, accumulate, bias, lo, hi, mr, nr)
 
 
+cdef inline void _ukr_tail(Py_ssize_t kc, const floating* a, Py_ssize_t lda, const floating* bt,
+                           floating* c, Py_ssize_t ldc, int accumulate, const floating* bias,
+                           floating lo, floating hi, Py_ssize_t mr, Py_ssize_t nt) noexcept nogil:
+    """The tail kernel on an image's last nt pixels, Bt from _transpose_tail."""
+    if floating is float:
+        pyconv_tail_f32(kc, a, lda, bt, KC, c, ldc, accumulate, bias, lo, hi, mr, nt)
+    else:
+        pyconv_tail_f64(kc, a, lda, bt, KC, c, ldc, accumulate, bias, lo, hi, mr, nt)
+
+
 cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* bp, floating* yp,
                        Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
                        Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
@@ -254,13 +299,17 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
 
     cdef Py_ssize_t unit, rest, g, pb, mb, q0, np_, np_pad, n_tiles, mc0, mc1, mcb, b0, b1, mp
     cdef Py_ssize_t kb, k0, kc, j, mr, nrj, k, q, n, p, ln, rows
+    cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_all, nr, vl)  # the batch's last pixels
+    cdef int has_tail
     cdef floating* buf
+    cdef floating* bt
     cdef floating* stage
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc(KC * ldb * sizeof(floating))
+        buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
+        bt = buf + KC * ldb        # the tail's columns, transposed
         stage = <floating*>_aligned_malloc(ppm * PYCONV_MR * ldb * sizeof(floating))
         if buf == NULL or stage == NULL:
             failed_flag[0] = 1
@@ -277,6 +326,7 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                 np_ = nc
             n_tiles = (np_ + nr - 1) // nr
             np_pad = n_tiles * nr
+            has_tail = tail > 0 and q0 + np_ == p_all
             mc0 = mb * ppm
             mc1 = mc0 + ppm
             if mc1 > panels:
@@ -299,6 +349,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                 if np_pad > np_:
                     for k in range(kc):
                         memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
+                if has_tail:
+                    _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
                 for mcb in range((mc1 - mc0 + MC_PANELS - 1) // MC_PANELS):
                     b0 = mc0 + mcb * MC_PANELS
                     b1 = b0 + MC_PANELS
@@ -312,6 +364,12 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                             mr = m_n - mp * PYCONV_MR
                             if mr > PYCONV_MR:
                                 mr = PYCONV_MR
+                            if has_tail and j == n_tiles - 1:
+                                _ukr_tail(kc, wp + (g * m_n + mp * PYCONV_MR) * k_n + k0, k_n, bt,
+                                          stage + (mp - mc0) * PYCONV_MR * ldb + j * nr, ldb, kb > 0,
+                                          bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
+                                          lo, hi, mr, nrj)
+                                continue
                             _ukr(kc, wp + (g * m_n + mp * PYCONV_MR) * k_n + k0, k_n, buf + j * nr, ldb,
                                  stage + (mp - mc0) * PYCONV_MR * ldb + j * nr, ldb, kb > 0,
                                  bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
@@ -389,14 +447,18 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
 
     cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp, mp1, mcb, mc0, mc1, kb, k0, kc, j, mr, nrj
     cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
+    cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_n, nr, vl)  # each image's last pixels
+    cdef int has_tail
     cdef floating* buf
+    cdef floating* bt
     cdef floating* yb
     cdef const floating* a_panel
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc(KC * ldb * sizeof(floating))
+        buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
+        bt = buf + KC * ldb        # the tail's columns, transposed
         if buf == NULL:
             failed_flag[0] = 1
         for unit in prange(units, schedule="dynamic"):
@@ -413,6 +475,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
             if np_ > nc:
                 np_ = nc
             n_tiles = (np_ + nr - 1) // nr
+            has_tail = tail > 0 and p0 + np_ == p_n
             mp1 = (mb + 1) * panels_per_mb
             if mp1 > panels:
                 mp1 = panels
@@ -424,6 +487,8 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                     kc = KC
                 _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, ldb, k0, kc, p0, np_, nr,
                         h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                if has_tail:
+                    _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
                 for mcb in range((mp1 - mb * panels_per_mb + MC_PANELS - 1) // MC_PANELS):
                     mc0 = mb * panels_per_mb + mcb * MC_PANELS
                     mc1 = mc0 + MC_PANELS
@@ -438,6 +503,11 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                             mr = m_n - mp * PYCONV_MR
                             if mr > PYCONV_MR:
                                 mr = PYCONV_MR
+                            if has_tail and j == n_tiles - 1:
+                                _ukr_tail(kc, a_panel, k_n, bt, yb + mp * PYCONV_MR * p_n + j * nr, p_n,
+                                          kb > 0, bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
+                                          lo, hi, mr, nrj)
+                                continue
                             _ukr(kc, a_panel, k_n, buf + j * nr, ldb,
                                  yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0,
                                  bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,

@@ -31,9 +31,11 @@
  * (4 + 3 loads per 12 FMAs on AVX2, within the two load ports' budget).
  *
  * Edge tiles (fewer than MR channels or NR pixels) are computed into a local tile
- * -- 1, 2 or 3 vectors wide, whichever covers the pixels (a 7x7 image is 24+24+1
- * pixels); the packed zero columns and the re-read rows are harmless -- and only
- * the valid part is copied out (pyconv_ukr_*_edge).
+ * -- 1, 2 or 3 vectors wide, whichever covers the pixels; the packed zero columns
+ * and the re-read rows are harmless -- and only the valid part is copied out
+ * (pyconv_ukr_*_edge). An image's last tile of at most one vector of pixels (a 7x7
+ * image is 24+24+1 pixels) goes to the tail kernel instead, whose vectors run along
+ * k (pyconv_tail_*).
  */
 #ifndef PYCONV_UKERNEL_H
 #define PYCONV_UKERNEL_H
@@ -202,10 +204,22 @@ static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, cons
 }
 
 /* Edge tile: only the first mr rows and nr columns of C exist. The same arithmetic
- * as the full tile, in the same order: C + sum, + bias, clamp. */
+ * as the full tile, in the same order: C + sum, + bias, clamp. With every row and a
+ * whole number of vectors (the last 16 of a 28x28 image's pixels; Winograd's tile
+ * counts, always rounded to vectors: 16 tiles at 14x14) the tile stores straight
+ * into C; otherwise into a local tile, whose valid part is copied out. */
 #define PYCONV_UKR_EDGE(T, NR, ROWS)                                               \
     T tile[PYCONV_MR * NR] __attribute__((aligned(PYCONV_ALIGN)));                 \
     const int64_t vl = PYCONV_VBYTES / sizeof(T);                                  \
+    if (mr == PYCONV_MR && nr % vl == 0) {                                         \
+        if (nr == vl)                                                              \
+            ROWS(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, mr, 1);     \
+        else if (nr == 2 * vl)                                                     \
+            ROWS(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, mr, 2);     \
+        else                                                                       \
+            ROWS(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, mr, 3);     \
+        return;                                                                    \
+    }                                                                              \
     if (nr <= vl)          /* a narrow tile: 1 or 2 vectors wide, not 3 */         \
         ROWS(kc, A, lda, B, ldb, tile, NR, 0, (const T *)0, lo, hi, mr, 1);        \
     else if (nr <= 2 * vl)                                                         \
@@ -237,6 +251,141 @@ static inline void pyconv_ukr_f64_edge(int64_t kc, const double *A, int64_t lda,
                                        int64_t mr, int64_t nr)
 {
     PYCONV_UKR_EDGE(double, PYCONV_NR_F64, pyconv_ukr_f64_rows)
+}
+
+/* Tail tile: the last nt <= VL pixels of an image (a 7x7 image is 24 + 24 + 1
+ * pixels, a 14x14 one 8 x 24 + 4), where the edge variant would spend a whole
+ * vector and MR broadcasts per k on one to four useful lanes (a 1-pixel edge tile
+ * took a sixth of a 2048 -> 512 1x1 layer at 7x7). Here the vectors run along k:
+ *
+ *     C[m*ldc + j] (+)= sum_{k < kc} A[m*lda + k] * Bt[j*ldbt + k]     m < mr, j < nt
+ *
+ *   Bt  the tail's im2col columns transposed (k contiguous), zero from kc up to the
+ *       next multiple of VL; A, C, accumulate, bias, lo, hi as in the main contract.
+ *
+ * Per VL values of k: MR loads of A and up to 3 of Bt for up to 3 MR FMAs; each sum
+ * is reduced across its lanes once, in a fixed order. The sums are ordered unlike a
+ * tile's (k in sequence), so which pixels form a tail must not depend on the thread
+ * count: it is always an image's (or a folded batch's) last tile. */
+#define PYCONV_TAIL_DECL(m)                                                        \
+    const S *a##m = A + (m < mr ? m : mr - 1) * lda;                               \
+    V t##m##_0 = (V){0}, t##m##_1 = (V){0}, t##m##_2 = (V){0};
+#define PYCONV_TAIL_FMA(m, n)   /* n: how many values of A's row to read (<= VL) */ \
+    { V a = (V){0};                                                                \
+      memcpy(&a, a##m + k, (size_t)(n) * sizeof(S));                               \
+      t##m##_0 += a * b0;                                                          \
+      if (nj > 1) t##m##_1 += a * b1;                                              \
+      if (nj > 2) t##m##_2 += a * b2; }
+#define PYCONV_TAIL_FMA_FULL(m) PYCONV_TAIL_FMA(m, VL)
+#define PYCONV_TAIL_FMA_REST(m) PYCONV_TAIL_FMA(m, kc - k)
+#define PYCONV_TAIL_LOAD_B                                                         \
+    V b0 = *(const V *)(Bt + k), b1 = b0, b2 = b0;                                 \
+    if (nj > 1) b1 = *(const V *)(Bt + ldbt + k);                                  \
+    if (nj > 2) b2 = *(const V *)(Bt + 2 * ldbt + k);
+#define PYCONV_TAIL_STORE1(m, j)                                                   \
+    if (m < mr) {                                                                  \
+        S r = HSUM(t##m##_##j);                                                    \
+        S *p = C + m * ldc + j;                                                    \
+        if (accumulate) r = *p + r;                                                \
+        if (bias) {                                                                \
+            r = r + bias[m];                                                       \
+            r = r < lo ? lo : r;                                                   \
+            r = r > hi ? hi : r;                                                   \
+        }                                                                          \
+        *p = r;                                                                    \
+    }
+#define PYCONV_TAIL_STORE(m)                                                       \
+    PYCONV_TAIL_STORE1(m, 0)                                                       \
+    if (nj > 1) PYCONV_TAIL_STORE1(m, 1)                                           \
+    if (nj > 2) PYCONV_TAIL_STORE1(m, 2)
+#define PYCONV_TAIL_BODY                                                           \
+    PYCONV_ROWS(PYCONV_TAIL_DECL)                                                  \
+    int64_t k = 0;                                                                 \
+    for (; k + VL <= kc; k += VL) {                                                \
+        PYCONV_TAIL_LOAD_B                                                         \
+        PYCONV_ROWS(PYCONV_TAIL_FMA_FULL)                                          \
+    }                                                                              \
+    if (k < kc) {   /* the last kc % VL values: A's rows end there, Bt is padded */ \
+        PYCONV_TAIL_LOAD_B                                                         \
+        PYCONV_ROWS(PYCONV_TAIL_FMA_REST)                                          \
+    }                                                                              \
+    PYCONV_ROWS(PYCONV_TAIL_STORE)
+
+/* The lanes of v summed pairwise, halving (the same order on every call). */
+static inline float pyconv_hsum_float(pyconv_vf v)
+{
+    enum { VL = PYCONV_VBYTES / 4 };
+    float s[VL];
+    memcpy(s, &v, sizeof(v));
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            s[l] += s[l + w];
+    return s[0];
+}
+
+static inline double pyconv_hsum_double(pyconv_vd v)
+{
+    enum { VL = PYCONV_VBYTES / 8 };
+    double s[VL];
+    memcpy(s, &v, sizeof(v));
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            s[l] += s[l + w];
+    return s[0];
+}
+
+/* nj (1..3, a constant at each call) pixels of the tail. */
+static inline void pyconv_tail_f32_cols(int64_t kc, const float *restrict A, int64_t lda,
+                                        const float *restrict Bt, int64_t ldbt,
+                                        float *restrict C, int64_t ldc, int accumulate,
+                                        const float *bias, float lo, float hi, int64_t mr,
+                                        const int nj)
+{
+    typedef float S;
+    typedef pyconv_vf V;
+    enum { VL = PYCONV_VBYTES / 4 };
+#define HSUM pyconv_hsum_float
+    PYCONV_TAIL_BODY
+#undef HSUM
+}
+
+static inline void pyconv_tail_f64_cols(int64_t kc, const double *restrict A, int64_t lda,
+                                        const double *restrict Bt, int64_t ldbt,
+                                        double *restrict C, int64_t ldc, int accumulate,
+                                        const double *bias, double lo, double hi, int64_t mr,
+                                        const int nj)
+{
+    typedef double S;
+    typedef pyconv_vd V;
+    enum { VL = PYCONV_VBYTES / 8 };
+#define HSUM pyconv_hsum_double
+    PYCONV_TAIL_BODY
+#undef HSUM
+}
+
+/* The tail tile, 3 pixels at a time (MR x 3 accumulators fit the registers). */
+#define PYCONV_TAIL(COLS)                                                          \
+    for (int64_t j = 0; j < nt; j += 3) {                                          \
+        if (nt - j == 1)                                                           \
+            COLS(kc, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate, bias, lo, hi, mr, 1); \
+        else if (nt - j == 2)                                                      \
+            COLS(kc, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate, bias, lo, hi, mr, 2); \
+        else                                                                       \
+            COLS(kc, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate, bias, lo, hi, mr, 3); \
+    }
+
+static inline void pyconv_tail_f32(int64_t kc, const float *A, int64_t lda, const float *Bt,
+                                   int64_t ldbt, float *C, int64_t ldc, int accumulate,
+                                   const float *bias, float lo, float hi, int64_t mr, int64_t nt)
+{
+    PYCONV_TAIL(pyconv_tail_f32_cols)
+}
+
+static inline void pyconv_tail_f64(int64_t kc, const double *A, int64_t lda, const double *Bt,
+                                   int64_t ldbt, double *C, int64_t ldc, int accumulate,
+                                   const double *bias, double lo, double hi, int64_t mr, int64_t nt)
+{
+    PYCONV_TAIL(pyconv_tail_f64_cols)
 }
 
 /* Packing helper: dst[t] = src[t * 2] for t < n -- the input columns a stride-2

@@ -46,6 +46,16 @@ CASES = [
     (5, 4, 9, 9, 12, 3, 3, 2, 1, 1, 1),          # stride 2: 5x5 outputs
     (3, 8, 4, 6, 9, 1, 1, 1, 0, 1, 1),           # 24 pixels, whole tiles: not folded
 ]
+# An image's last tile of at most one vector of pixels goes to the tail kernel (vectors
+# along K): 7x7 = 49 and 14x14 = 196 pixels leave 1 and 4 for every tile width here.
+TAIL_CASES = [
+    (1, 300, 7, 7, 13, 1, 1, 1, 0, 1, 1),        # 1 pixel; two K blocks, K % VL != 0; edge panel
+    (1, 37, 14, 14, 10, 3, 3, 1, 1, 1, 1),       # 4 pixels; K = 333
+    (1, 19, 14, 14, 9, 3, 3, 2, 1, 1, 1),        # stride 2 to 7x7; one K block of 171
+    (3, 10, 5, 5, 11, 3, 3, 1, 1, 1, 1),         # folded: the batch's last 3 of 75 pixels
+    (2, 64, 7, 7, 40, 1, 1, 1, 0, 1, 2),         # groups: each group's tail
+]
+CASES += TAIL_CASES
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -119,4 +129,17 @@ def test_gemm_bitwise_for_any_thread_count(kernel_set, case):
     x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
     weight = rng.standard_normal((c_out, c_in // groups, kh, kw)).astype(np.float32)
     same_for_any_threads(lambda t: F.conv2d(x, weight, None, stride, padding, dilation, groups,
+                                            algorithm="gemm"), threads=(1, 2, 3, 5))
+
+
+@pytest.mark.parametrize("case", TAIL_CASES)
+def test_tail_bitwise_for_any_thread_count(kernel_set, case):
+    # More threads split an image into more pixel blocks; the tail stays the same
+    # pixels, summed in the same order.
+    n, c_in, h, w, c_out, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in // groups, kh, kw)).astype(np.float32)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    same_for_any_threads(lambda t: F.conv2d(x, weight, bias, stride, padding, dilation, groups,
                                             algorithm="gemm"), threads=(1, 2, 3, 5))
