@@ -156,6 +156,7 @@ class BasicBlock(nn.Module):
     shape changes."""
     expansion = 1
     fuse_chains = (("conv1", "bn1", "relu"), ("conv2", "bn2"))
+    fuse_keeps_activations = False   # relu is used in the chains only
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, *, dtype=None, rng=None):
         super().__init__()
@@ -179,6 +180,7 @@ class Bottleneck(nn.Module):
     expand ×4, plus the shortcut, then ReLU."""
     expansion = 4
     fuse_chains = (("conv1", "bn1", "relu"), ("conv2", "bn2", "relu"), ("conv3", "bn3"))
+    fuse_keeps_activations = False   # relu is used in the chains only
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, *, dtype=None, rng=None):
         super().__init__()
@@ -204,6 +206,7 @@ class ResNet(nn.Module):
     """torchvision's ResNet: 7×7/2 stem, 3×3/2 max pool, four stages of blocks
     (``layer1``..``layer4``, stride 2 from the second on), global average pool, ``fc``."""
     fuse_chains = (("conv1", "bn1", "relu"),)
+    fuse_keeps_activations = False   # relu is used in the chains only
 
     def __init__(self, block, layers, num_classes=1000, *, dtype=None, rng=None):
         super().__init__()

@@ -164,6 +164,10 @@ class Module:
     # Chains of child names, each a conv → BatchNorm → activation path in forward(),
     # which fuse() may merge. Sequential needs none: its children run in order.
     fuse_chains = ()
+    # Whether forward() may call a chain's activation elsewhere too: then fuse() keeps
+    # it (applying it again to clamped values changes nothing, but costs a pass over
+    # them); a module whose chains own their activations sets False.
+    fuse_keeps_activations = True
 
     def __init__(self):
         # object.__setattr__: our __setattr__ files values into these dicts.
@@ -416,15 +420,21 @@ class Module:
         of a :class:`Sequential`, and along the chains a module lists in ``fuse_chains``
         (ResNet's blocks list ``("conv1", "bn1", "relu")``...). Folded layers become
         :class:`Identity`, so the other state_dict keys stay the same. An activation in
-        a ``fuse_chains`` chain is kept: the module may call it again elsewhere (ResNet's
-        blocks do, after the addition), and applying ReLU to clamped values changes nothing.
+        a ``fuse_chains`` chain is kept, as the module may call it again elsewhere
+        (torchvision's ResNet blocks do, after the addition) and applying ReLU to clamped
+        values changes nothing, unless the module sets ``fuse_keeps_activations = False``
+        (``pyconv.models``' ResNets: their additions clamp by themselves).
         """
         model = copy.deepcopy(self)
         for module in list(model.modules()):
             if isinstance(module, Sequential):
                 _fuse_chain(module, list(module._modules), replace_activation=True)
-            for chain in module.fuse_chains:
-                _fuse_chain(module, list(chain), replace_activation=False)
+            fused = [name for chain in module.fuse_chains
+                     for name in _fuse_chain(module, list(chain), replace_activation=False)]
+            if not module.fuse_keeps_activations:
+                # only now: chains may share one activation module (ResNet's relu)
+                for name in fused:
+                    module.add_module(name, Identity())
         # The fused copy is for inference: its convolution weights are made read-only,
         # which lets pyconv.functional cache their Winograd transform (it caches only
         # arrays that cannot change). Load new weights with load_state_dict.
@@ -1038,8 +1048,10 @@ def _fold_batch_norm(conv, bn):
 def _fuse_chain(owner, names, replace_activation):
     """Fuse every conv → [BatchNorm] → [ReLU/ReLU6] run among ``owner``'s children
     ``names``, which data flows through in that order. A folded BatchNorm becomes
-    Identity; so does a fused activation when ``replace_activation``."""
+    Identity; so does a fused activation when ``replace_activation``. Returns the
+    names of the fused activations."""
     children = [owner._modules.get(name) for name in names]
+    fused = []
     i = 0
     while i < len(names):
         conv = children[i]
@@ -1052,9 +1064,11 @@ def _fuse_chain(owner, names, replace_activation):
             i += 1
         if i < len(names) and type(children[i]) in _CLAMPS:
             conv.clamp = _CLAMPS[type(children[i])]
+            fused.append(names[i])
             if replace_activation:
                 owner.add_module(names[i], Identity())
             i += 1
+    return fused
 
 
 # ---------------------------------------------------------------------------------------

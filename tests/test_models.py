@@ -235,10 +235,18 @@ def test_model_matches_torch(name, input_shape, convs, clamped, request):
     assert sum(c.clamp is not None for c in fused_convs) == clamped
 
 
-def test_resnet_fusion_keeps_the_post_addition_relu():
-    block = models.resnet18(rng=0).fuse().layer1[0]
-    assert block.conv1.clamp == (0.0, np.inf) and block.conv2.clamp is None
-    assert isinstance(block.bn1, nn.Identity) and isinstance(block.relu, nn.ReLU)
+def test_resnet_fusion_clamps_in_the_convolutions_and_the_addition():
+    # The blocks call relu only in their chains (their additions clamp by
+    # themselves), so fuse() replaces it -- after every chain took its clamp.
+    model = models.resnet50(num_classes=10, rng=0)
+    fused = model.fuse()
+    block = fused.layer1[0]
+    assert [block.conv1.clamp, block.conv2.clamp, block.conv3.clamp] == [(0.0, np.inf)] * 2 + [None]
+    assert isinstance(block.bn1, nn.Identity) and isinstance(block.relu, nn.Identity)
+    assert isinstance(fused.relu, nn.Identity) and fused.conv1.clamp == (0.0, np.inf)
+    x = np.random.default_rng(7).standard_normal((1, 3, 40, 40)).astype(np.float32)
+    y, expected = fused(x), model(x)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
 def test_mobilenet_fusion_clamps_at_six_and_keeps_the_linear_bottleneck():
