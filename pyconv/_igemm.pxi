@@ -162,7 +162,7 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
     the tap reads padding.
     """
     cdef Py_ssize_t np_pad = (np_ + nr - 1) // nr * nr
-    cdef Py_ssize_t k, c, u, v, q, oh, ow, ln, ih, off, a, e, t
+    cdef Py_ssize_t k, c, u, v, q, oh, ow, ln, ih, off, a, e, t, fa, fe
     cdef floating* dst
     cdef floating* d
     cdef const floating* src
@@ -183,6 +183,7 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
     for k in range(kc):
         dst = bp + k * ldb
         off = v * dw - pw  # output column ow reads input column ow*sw + off
+        tap_range(off, sw, ow_n, wd, &fa, &fe)  # a whole output row's columns that read real input
         q = 0
         oh = p0 // ow_n
         ow = p0 % ow_n
@@ -196,9 +197,8 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
                 memset(d, 0, ln * sizeof(floating))
             else:
                 src = x + (c * h + ih) * wd
-                tap_range(off, sw, ow + ln, wd, &a, &e)  # columns that read real input
-                if a < ow:
-                    a = ow
+                a = fa if fa > ow else ow  # ... within this run's columns [ow, ow + ln)
+                e = fe if fe < ow + ln else ow + ln
                 if e < a:
                     e = a
                 if a > ow:
