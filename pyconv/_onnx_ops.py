@@ -185,6 +185,7 @@ def conv(node, ctx):
     w_ready = None if w_const is None else weight_array(w_const)
     b_ready = None if b_const is None else weight_array(b_const)
     has_bias = node.input(2) is not None
+    plan = F._ConvPlan()   # this node's checked call, for the next run on the same shapes
 
     def run(x, w, b=None):
         _check_rank(node, x, nd)
@@ -192,7 +193,7 @@ def conv(node, ctx):
         b = b_ready if b_ready is not None else (b if has_bias else None)
         pads = resolve(x.shape[2:], w.shape[2:])
         return F._conv("Conv", nd, x, w, b, strides, pads, dilations, groups, "zeros",
-                       None, False, clamp=clamp)
+                       None, False, clamp=clamp, plan=plan)
     return run
 
 

@@ -624,9 +624,13 @@ class _Conv(_ConvNd):
 
     def forward(self, input):
         # F.conv1d/conv2d have no fused-activation argument; their shared body does.
+        # The plan keeps this call's checked form for the next one (F._ConvPlan).
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self._plan = F._ConvPlan()
         return F._conv(self._op, self._nd, input, self.weight, self.bias, self.stride,
                        self.padding, self.dilation, self.groups, self.padding_mode,
-                       out=None, flip=False, clamp=self._clamp())
+                       out=None, flip=False, clamp=self._clamp(), plan=plan)
 
 
 class Conv1d(_Conv):

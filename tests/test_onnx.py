@@ -379,6 +379,15 @@ def test_conv_batchnorm_mul_and_activation_fold_into_one_conv(clip):
     close(m(x), ort_run(model, {"x": x})["y"])
 
 
+def test_repeated_runs_match_onnxruntime():
+    # Each Conv node keeps its checked call for the next run (functional._ConvPlan).
+    model = conv_bn_relu_model()
+    m = ponnx.load(model)
+    for seed in (1, 2, 1):
+        x = rand(2, 3, 10, 10, seed=seed)
+        close(m(x), ort_run(model, {"x": x})["y"])
+
+
 def test_batchnorm_after_concat_becomes_one_affine_step():
     inits = {"s": rand(8) + 2, "bb": rand(8), "m": rand(8), "v": rand(8) ** 2 + 0.5, "k": rand(8, 1, 1)}
     nodes = [helper.make_node("Concat", ["x", "x"], ["c"], axis=1),
