@@ -293,7 +293,10 @@ class InvertedResidual(nn.Module):
         self.out_channels = oup
 
     def forward(self, x):
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+        if not self.use_res_connect:
+            return self.conv(x)
+        out = self.conv(x)
+        return F._add_clamp(out, x, clamp=F._NO_CLAMP, out=out)   # x + out, one parallel pass
 
 
 def _make_divisible(v, divisor=8):
