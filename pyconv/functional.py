@@ -477,7 +477,11 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     Each of the sh*sw phases of the output (rows r::sh, columns c::sw) is an ordinary
     stride-1 correlation of the input with a sub-kernel of the (transposed, flipped)
     weights -- no zero-inserted input and no col2im. The phase is computed into a
-    small buffer and copied into its strided place in the output.
+    small buffer and copied into its strided place in the output, by the kernel that
+    'auto' picks for a correlation with that many output channels: with fewer than
+    _GEMM_MIN_CHANNELS per group the GEMM kernel's packed copy of the input (one per
+    phase, taps x pixels) costs more than its few rows of multiply-adds (64 -> 3
+    4x4/2 @32 b8: packing took 47 % of the time, the micro-kernel 19 %).
     """
     n, c_in = x4.shape[:2]
     c_out_g, kh, kw = w4.shape[1:]
@@ -487,6 +491,7 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     (ph, pw) = pads
     oh_n, ow_n = y4.shape[2:]
     threads = _threads(x4.size * w4[0].size)
+    few_channels = c_out_g < _GEMM_MIN_CHANNELS
     for rh in range(min(sh, oh_n)):
         for rw in range(min(sw, ow_n)):
             rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
@@ -500,8 +505,11 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
             _dispatch.kernels.gather_phase_weights(w4, sub, groups, taps_h.start, taps_h.step,
                                                    taps_w.start, taps_w.step)
             phase = np.empty(target.shape, y4.dtype)
-            _dispatch.kernels.conv2d_igemm(x4, sub, bc, phase, 1, 1, pad_h, pad_w,
-                                           dil_h, dil_w, groups, clamp[0], clamp[1], threads)
+            # (a phase may start past the input: a negative padding, GEMM kernel only)
+            kernel_fn = (_dispatch.kernels.conv2d_direct if few_channels and min(pad_h, pad_w) >= 0
+                         else _dispatch.kernels.conv2d_igemm)
+            kernel_fn(x4, sub, bc, phase, 1, 1, pad_h, pad_w, dil_h, dil_w, groups,
+                      clamp[0], clamp[1], threads)
             target[...] = phase
 
 

@@ -77,6 +77,21 @@ def test_narrow_output_many_taps(rng, dtype, c_out, k, stride, padding):
         assert_close(F.conv_transpose2d(x, w, b, stride, padding, algorithm=algorithm), expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_output_phases_with_groups_dilation_and_clamp(rng, dtype):
+    """The phases of a narrow layer run on the direct correlation kernel (where their
+    padding is not negative): groups, dilation and the fused clamp go through it."""
+    x = random_array(rng, (2, 64, 7, 8), dtype)
+    w = random_array(rng, (64, 3, 4, 3), dtype)   # 2 groups of 3 output channels
+    b = random_array(rng, (6,), dtype)
+    args = ((2, 3), (1, 2), (1, 0), 2, (2, 1))     # stride, padding, output_padding, groups, dilation
+    expected = ref.conv_transpose2d(x, w, b, *args)
+    assert_close(F.conv_transpose2d(x, w, b, *args, algorithm="gemm"), expected)
+    got = F._conv_transpose("conv_transpose2d", 2, x, w, b, *args, None, clamp=(-1.0, 1.0),
+                            algorithm="gemm")
+    assert_close(got, np.clip(expected, -1.0, 1.0))
+
+
 @pytest.mark.parametrize("shape", [((8, 100, 1, 1), (100, 19, 4, 4), 1, 0), ((2, 64, 9, 11), (64, 3, 4, 4), 2, 1)])
 def test_threads_bitwise(rng, shape):
     xs, ws, stride, padding = shape
