@@ -454,49 +454,63 @@ _bind_gemm(_dispatch.kernels)
 # col2im: the scatter half of transposed convolution as GEMM + col2im
 # ---------------------------------------------------------------------------------------
 
-def col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
-               Py_ssize_t h, Py_ssize_t wd, Py_ssize_t kh, Py_ssize_t kw,
-               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-               Py_ssize_t dh, Py_ssize_t dw, double lo, double hi, int num_threads):
-    """y[n, o, ih*sh - ph + u*dh, iw*sw - pw + v*dw] += cols[(n*h + ih)*wd + iw, (o*kh + u)*kw + v]
+def col2im_add(const floating[:, :, :, ::1] cols, floating[:, :, :, ::1] y,
+               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+               double lo, double hi, int num_threads):
+    """y[n, o, ih*sh - ph + u*dh, iw*sw - pw + v*dw] += cols[n, (o*kh + u)*kw + v, ih, iw]
     for every term that lands inside y, then y = clamp(y, lo, hi) (NaN passes).
 
-    cols (N*h*wd, C_out*kh*kw): each input pixel's contribution to its output patch,
-    one GEMM row per pixel; y (N, C_out, OH, OW) holds the bias on entry. A unit is
-    one output plane (n, o): its sums run in one fixed order (ih, iw, u, v), bitwise
-    the same for any thread count."""
+    cols (N, C_out*kh*kw, h, wd): per image and per (output channel, tap) the plane of
+    every input pixel's contribution (the transposed convolution's GEMM, W^T X); y
+    (N, C_out, OH, OW) holds the bias on entry. A unit is one output plane (n, o),
+    which stays in L1 while its kh*kw planes of cols are read row by row: each input
+    row adds, in place, into one output row -- contiguous for stride 1, every sw-th
+    element otherwise -- over the columns that land inside it (found once per tap).
+    Its sums run in one fixed order (u, v, ih): bitwise the same for any thread count."""
     cdef Py_ssize_t n_img = y.shape[0], c_out = y.shape[1], oh_n = y.shape[2], ow_n = y.shape[3]
-    cdef Py_ssize_t kk = kh * kw
-    if cols.shape[0] != n_img * h * wd or cols.shape[1] != c_out * kk:
-        raise ValueError("col2im_add: cols must be (N*h*w, C_out*kh*kw)")
-    if min(h, wd, kh, kw, sh, sw, dh, dw) < 1 or ph < 0 or pw < 0:
+    cdef Py_ssize_t h = cols.shape[2], wd = cols.shape[3], kk = kh * kw
+    if cols.shape[0] != n_img or cols.shape[1] != c_out * kk:
+        raise ValueError("col2im_add: cols must be (N, C_out*kh*kw, h, w)")
+    if min(kh, kw, sh, sw, dh, dw) < 1 or ph < 0 or pw < 0:
         raise ValueError("col2im_add: sizes, strides and dilations must be >= 1, pads >= 0")
     if y.size == 0 or cols.size == 0:
         return
-    cdef const floating* cp = &cols[0, 0]
+    cdef const floating* cp = &cols[0, 0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef floating flo = <floating>lo
     cdef floating fhi = <floating>hi
-    cdef Py_ssize_t plane, n, o, ih, iw, u, v, oy, ox, t
+    cdef Py_ssize_t plane, u, v, ih, iw, iw0, iw1, t
+    # Per tap row u: the input rows [rows[u, 0], rows[u, 1]) that land inside the output;
+    # per tap column v: the input columns likewise (found before the parallel loop,
+    # whose variables tap_range's pointer outputs would not privatise).
+    cdef Py_ssize_t* rows = <Py_ssize_t*>malloc(2 * (kh + kw) * sizeof(Py_ssize_t))
+    if rows == NULL:
+        raise MemoryError("col2im_add: cannot allocate the tap table")
+    cdef Py_ssize_t* columns = rows + 2 * kh
+    for u in range(kh):
+        tap_range(u * dh - ph, sh, h, oh_n, &rows[2 * u], &rows[2 * u + 1])
+    for v in range(kw):
+        tap_range(v * dw - pw, sw, wd, ow_n, &columns[2 * v], &columns[2 * v + 1])
     cdef const floating* src
     cdef floating* dst
+    cdef floating* row
     cdef floating val
     with nogil:
         for plane in prange(n_img * c_out, num_threads=num_threads, schedule="guided"):
-            n = plane // c_out
-            o = plane % c_out
             dst = yp + plane * oh_n * ow_n
-            for ih in range(h):
-                for iw in range(wd):
-                    src = cp + ((n * h + ih) * wd + iw) * c_out * kk + o * kk
-                    for u in range(kh):
-                        oy = ih * sh - ph + u * dh
-                        if oy < 0 or oy >= oh_n:
-                            continue
-                        for v in range(kw):
-                            ox = iw * sw - pw + v * dw
-                            if ox >= 0 and ox < ow_n:
-                                dst[oy * ow_n + ox] += src[u * kw + v]
+            for u in range(kh):
+                for v in range(kw):
+                    iw0 = columns[2 * v]
+                    iw1 = columns[2 * v + 1]
+                    src = cp + (plane * kk + u * kw + v) * h * wd  # plane = n*C_out + o
+                    for ih in range(rows[2 * u], rows[2 * u + 1]):
+                        row = dst + (ih * sh - ph + u * dh) * ow_n + v * dw - pw
+                        if sw == 1:
+                            _add_row(row, src + ih * wd, iw0, iw1)
+                        else:
+                            for iw in range(iw0, iw1):
+                                row[iw * sw] += src[ih * wd + iw]
             for t in range(oh_n * ow_n):
                 val = dst[t]
                 if val < flo:
@@ -504,6 +518,15 @@ def col2im_add(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
                 if val > fhi:
                     val = fhi
                 dst[t] = val
+    free(rows)
+
+
+cdef inline void _add_row(floating* row, const floating* src, Py_ssize_t a, Py_ssize_t e) noexcept nogil:
+    """row[i] += src[i] for a <= i < e (its own function: the two pointers do not alias
+    within one call, which the compiler checks once and then vectorises)."""
+    cdef Py_ssize_t i
+    for i in range(a, e):
+        row[i] += src[i]
 
 
 # ---------------------------------------------------------------------------------------

@@ -332,11 +332,13 @@ _WINOGRAD4_MIN_TILES = 16     # 4x4 tiles over the batch, for F(4, 3)
 _WINOGRAD4_MIN_CHANNELS = 48
 _WINOGRAD_MIN_PIXELS = 2000   # output pixels over the batch: F(4, 3), transforming per call
 _WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
-_WINOGRAD_CACHE = collections.OrderedDict()  # (tile, read-only weights) -> transformed filter
+# Transforms of read-only weights, kept for the next call: Winograd's filters (tag:
+# the tile m) and the transposed-convolution GEMM's transposed weights (tag "T").
+_TRANSFORM_CACHE = collections.OrderedDict()  # (tag, read-only weights) -> (weights, transform)
 # Least recently used transforms go first beyond this many bytes: a whole network's
 # (VGG-16's 3x3 layers: 235 MB, 4x their weights) -- a count limit of 8 made every
 # layer of a 10-layer network miss.
-_WINOGRAD_CACHE_BYTES = 1 << 30
+_TRANSFORM_CACHE_BYTES = 1 << 30
 
 
 def _winograd_fits(w4, compute, stride, dilation, groups):
@@ -354,8 +356,28 @@ def _frozen(array):
     return True
 
 
-def _cache_key(w, m=4):
-    return (m, id(w), w.__array_interface__["data"][0], w.shape, w.strides, w.dtype.str)
+def _cache_key(w, tag=4):
+    return (tag, id(w), w.__array_interface__["data"][0], w.shape, w.strides, w.dtype.str)
+
+
+def _cached_transform(w, tag, make):
+    """``make()``, a transform of the weights ``w``, from _TRANSFORM_CACHE when ``w`` is
+    read-only (as ``Conv2d`` layers after ``fuse()`` and ONNX models hold them; None:
+    never cached)."""
+    frozen = w is not None and _frozen(w)
+    if frozen:
+        key = _cache_key(w, tag)
+        hit = _TRANSFORM_CACHE.get(key)
+        if hit is not None and hit[0] is w:
+            _TRANSFORM_CACHE.move_to_end(key)
+            return hit[1]
+    u = make()
+    if frozen:
+        _TRANSFORM_CACHE[key] = (w, u)  # holding w keeps its id from being reused
+        total = sum(entry[1].nbytes for entry in _TRANSFORM_CACHE.values())
+        while total > _TRANSFORM_CACHE_BYTES and len(_TRANSFORM_CACHE) > 1:
+            total -= _TRANSFORM_CACHE.popitem(last=False)[1][1].nbytes
+    return u
 
 
 def _auto_algorithm(w, w4, y4, groups, winograd_fits):
@@ -367,7 +389,7 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
     if winograd_fits and channels >= _WINOGRAD_MIN_CHANNELS:
         n, _, oh, ow = y4.shape
         tiles4, tiles2 = n * -(-oh // 4) * -(-ow // 4), n * -(-oh // 2) * -(-ow // 2)
-        cached = _frozen(w)   # transformed once, then from _WINOGRAD_CACHE
+        cached = _frozen(w)   # transformed once, then from _TRANSFORM_CACHE
         if (tiles4 >= _WINOGRAD4_MIN_TILES and channels >= _WINOGRAD4_MIN_CHANNELS
                 and (cached or n * oh * ow >= _WINOGRAD_MIN_PIXELS)):
             return "winograd"
@@ -378,23 +400,13 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
 
 def _winograd_weights(w, w4, m=4):
     """The transformed filter U ((m + 2)^2, C_out, C_in) of w4 for F(m x m, 3x3); cached
-    for read-only weights ``w`` (as ``Conv2d`` layers and ONNX models hold them; None:
-    not cacheable), per m."""
-    if w is not None and _frozen(w):
-        key = _cache_key(w, m)
-        hit = _WINOGRAD_CACHE.get(key)
-        if hit is not None and hit[0] is w:
-            _WINOGRAD_CACHE.move_to_end(key)
-            return hit[1]
-    u = np.empty(((m + 2) ** 2,) + w4.shape[:2], np.float32)
-    transform = _dispatch.kernels.winograd_weights if m == 4 else _dispatch.kernels.winograd2_weights
-    transform(w4, u, _threads(u.size * 9))
-    if w is not None and _frozen(w):
-        _WINOGRAD_CACHE[key] = (w, u)  # holding w keeps its id from being reused
-        total = sum(entry[1].nbytes for entry in _WINOGRAD_CACHE.values())
-        while total > _WINOGRAD_CACHE_BYTES and len(_WINOGRAD_CACHE) > 1:
-            total -= _WINOGRAD_CACHE.popitem(last=False)[1][1].nbytes
-    return u
+    for read-only weights ``w`` (None: not cacheable), per m."""
+    def make():
+        u = np.empty(((m + 2) ** 2,) + w4.shape[:2], np.float32)
+        transform = _dispatch.kernels.winograd_weights if m == 4 else _dispatch.kernels.winograd2_weights
+        transform(w4, u, _threads(u.size * 9))
+        return u
+    return _cached_transform(w, m, make)
 
 
 def _threads(work):
@@ -558,23 +570,26 @@ def _col2im_pays(x4, w4, groups):
             and cols <= _COL2IM_MAX_BYTES)
 
 
-def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp):
-    """Transposed convolution as cols = X^T W (one row of C_out*kh*kw contributions per
-    input pixel, a 1x1 correlation on the GEMM kernel: its "image" is the weights, its
-    filters the input pixels' channel vectors), then col2im: each row scattered and
-    added into its output patch (over the bias), and the clamp."""
+def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight=None):
+    """Transposed convolution as cols = W^T X, then col2im. cols holds, per image and
+    per (output channel, tap), the plane of every input pixel's contribution: a 1x1
+    correlation of the input, read in place, with the transposed weights (C_out*kh*kw
+    filters of C_in taps; cached when ``weight`` is read-only). col2im then adds each
+    plane's rows, shifted and strided, into its output plane (over the bias): row to
+    row, in the order of the taps, and applies the clamp."""
     n, c_in, h, w = x4.shape
     c_out, kh, kw = w4.shape[1:]
-    pixels = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(n * h * w, c_in, 1, 1)
-    cols = np.empty((1, n * h * w, 1, c_out * kh * kw), y4.dtype)
+    rows = c_out * kh * kw
+    wt = _cached_transform(weight, "T", lambda: np.ascontiguousarray(
+        w4.reshape(c_in, rows).T).reshape(rows, c_in, 1, 1))
+    cols = np.empty((n, rows, h, w), y4.dtype)
     threads = _threads(cols.size * c_in)
-    _dispatch.kernels.conv2d_igemm(w4.reshape(1, c_in, 1, c_out * kh * kw), pixels,
-                                   np.zeros(n * h * w, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
+    _dispatch.kernels.conv2d_igemm(x4, wt, np.zeros(rows, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
                                    -np.inf, np.inf, threads)
     y4[...] = bc.reshape(-1, 1, 1)
     (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
-    _conv_kernels.col2im_add(cols.reshape(n * h * w, c_out * kh * kw), y4, h, w, kh, kw,
-                             sh, sw, ph, pw, dh, dw, clamp[0], clamp[1], threads)
+    _conv_kernels.col2im_add(cols, y4, kh, kw, sh, sw, ph, pw, dh, dw, clamp[0], clamp[1],
+                             threads)
 
 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,
@@ -640,7 +655,8 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
             if algorithm == "outer":
                 _conv_transpose_outer(x4, w4, bc, y4, clamp)
             elif algorithm == "col2im":
-                _conv_transpose_col2im(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), clamp)
+                _conv_transpose_col2im(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), clamp,
+                                       w if wc is w else None)
             elif algorithm == "gemm":
                 _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp)
             else:

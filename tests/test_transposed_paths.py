@@ -139,6 +139,17 @@ def test_col2im_threads_bitwise_and_nan(rng):
 def test_col2im_kernel_checks_shapes():
     y = np.zeros((1, 2, 3, 3))
     with pytest.raises(ValueError, match="cols must be"):
-        pyconv._conv.col2im_add(np.zeros((4, 5)), y, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+        pyconv._conv.col2im_add(np.zeros((1, 5, 2, 2)), y, 1, 1, 1, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
     with pytest.raises(ValueError, match="must be >= 1"):
-        pyconv._conv.col2im_add(np.zeros((4, 2)), y, 2, 2, 1, 1, 0, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+        pyconv._conv.col2im_add(np.zeros((1, 2, 2, 2)), y, 1, 1, 0, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+
+
+def test_col2im_caches_the_transposed_weights_of_read_only_weights(rng):
+    x, w, b = _layer(rng, 2, 48, (4, 5), 6, (4, 4), np.float32)
+    expected = ref.conv_transpose2d(x, w, b, 2, 1)
+    assert_close(F.conv_transpose2d(x, w, b, 2, 1), expected)
+    assert F._cache_key(w, "T") not in F._TRANSFORM_CACHE       # writable: never cached
+    w.flags.writeable = False
+    for _ in range(2):
+        assert_close(F.conv_transpose2d(x, w, b, 2, 1), expected)
+        assert F._TRANSFORM_CACHE[F._cache_key(w, "T")][1].shape == (6 * 16, 48, 1, 1)

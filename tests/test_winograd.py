@@ -383,14 +383,14 @@ def test_transform_cache_follows_the_weights():
     x, w = _he_layer(rng, 1, 16, 16, 20, 20)
     w.flags.writeable = False
     first = F.conv2d(x, w, padding=1, algorithm="winograd")
-    assert F._cache_key(w) in F._WINOGRAD_CACHE
+    assert F._cache_key(w) in F._TRANSFORM_CACHE
     again = F.conv2d(x, w, padding=1, algorithm="winograd")
     assert again.tobytes() == first.tobytes()
     w2 = np.array(w) * 2                                # new weights (writable): not cached
     doubled = F.conv2d(x, w2, padding=1, algorithm="winograd")
     np.testing.assert_allclose(doubled, 2 * first, rtol=1e-4, atol=1e-4)
     w2.flags.writeable = False
-    assert F._cache_key(w2) not in F._WINOGRAD_CACHE
+    assert F._cache_key(w2) not in F._TRANSFORM_CACHE
     view = w2[...]                                      # a view of a read-only array: frozen
     assert F._frozen(view)
     writable = np.array(w)
@@ -398,7 +398,7 @@ def test_transform_cache_follows_the_weights():
     ro_view.flags.writeable = False                     # but its base can still change
     assert not F._frozen(ro_view)
     F.conv2d(x, ro_view, padding=1, algorithm="winograd")
-    assert F._cache_key(ro_view) not in F._WINOGRAD_CACHE
+    assert F._cache_key(ro_view) not in F._TRANSFORM_CACHE
     writable *= 3                                       # ...and the next call sees it
     np.testing.assert_allclose(F.conv2d(x, ro_view, padding=1, algorithm="winograd"),
                                3 * first, rtol=1e-4, atol=1e-4)
@@ -425,8 +425,8 @@ def test_transform_caches_per_tile_size(monkeypatch):
         assert np.linalg.norm(y - ref) <= NORM_TOL[m] * np.linalg.norm(ref)
         assert results.setdefault(algorithm, y.tobytes()) == y.tobytes()
     assert transforms == ["winograd_weights", "winograd2_weights"]      # once each
-    assert F._WINOGRAD_CACHE[F._cache_key(w, 4)][1].shape == (36, 16, 16)
-    assert F._WINOGRAD_CACHE[F._cache_key(w, 2)][1].shape == (16, 16, 16)
+    assert F._TRANSFORM_CACHE[F._cache_key(w, 4)][1].shape == (36, 16, 16)
+    assert F._TRANSFORM_CACHE[F._cache_key(w, 2)][1].shape == (16, 16, 16)
     assert results["winograd"] != results["winograd2x2"]               # different roundings
     w2 = np.array(w) * 2                                                # new weights
     w2.flags.writeable = False
@@ -439,21 +439,21 @@ def test_transform_caches_per_tile_size(monkeypatch):
     writable *= 3
     np.testing.assert_allclose(F.conv2d(x, writable, b, padding=1, algorithm="winograd2x2")
                                - b[:, None, None], 3 * (ref - b[:, None, None]), rtol=0, atol=1e-4)
-    assert F._cache_key(writable, 2) not in F._WINOGRAD_CACHE
+    assert F._cache_key(writable, 2) not in F._TRANSFORM_CACHE
     one = 16 * 16 * 16 * 4                                              # an F(2, 3) transform
-    monkeypatch.setattr(F, "_WINOGRAD_CACHE_BYTES", 8 * one)             # LRU bound, in bytes
+    monkeypatch.setattr(F, "_TRANSFORM_CACHE_BYTES", 8 * one)             # LRU bound, in bytes
     for _ in range(10):
         extra = np.array(w)
         extra.flags.writeable = False
         F.conv2d(x, extra, padding=1, algorithm="winograd2x2")
-    assert sum(entry[1].nbytes for entry in F._WINOGRAD_CACHE.values()) <= 8 * one
-    assert F._cache_key(w, 4) not in F._WINOGRAD_CACHE
+    assert sum(entry[1].nbytes for entry in F._TRANSFORM_CACHE.values()) <= 8 * one
+    assert F._cache_key(w, 4) not in F._TRANSFORM_CACHE
 
 def test_transform_cache_holds_a_network_and_evicts_by_bytes(monkeypatch):
     """Every layer of a deep network stays cached (LRU by bytes, not by count), and
     beyond the byte budget the least recently used transform goes first."""
     rng = np.random.default_rng(14)
-    monkeypatch.setattr(F, "_WINOGRAD_CACHE", F.collections.OrderedDict())
+    monkeypatch.setattr(F, "_TRANSFORM_CACHE", F.collections.OrderedDict())
     x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
     weights = []
     for _ in range(12):
@@ -461,11 +461,11 @@ def test_transform_cache_holds_a_network_and_evicts_by_bytes(monkeypatch):
         w.flags.writeable = False
         weights.append(w)
         F.conv2d(x, w, padding=1, algorithm="winograd")
-    assert all(F._cache_key(w, 4) in F._WINOGRAD_CACHE for w in weights)
+    assert all(F._cache_key(w, 4) in F._TRANSFORM_CACHE for w in weights)
     one = 36 * 16 * 16 * 4
-    monkeypatch.setattr(F, "_WINOGRAD_CACHE_BYTES", 3 * one)
+    monkeypatch.setattr(F, "_TRANSFORM_CACHE_BYTES", 3 * one)
     F.conv2d(x, weights[0], padding=1, algorithm="winograd")   # a hit: most recent now
     w = weights[5].copy()
     w.flags.writeable = False
     F.conv2d(x, w, padding=1, algorithm="winograd")            # a miss: evicts down to 3
-    assert list(F._WINOGRAD_CACHE) == [F._cache_key(k, 4) for k in (weights[11], weights[0], w)]
+    assert list(F._TRANSFORM_CACHE) == [F._cache_key(k, 4) for k in (weights[11], weights[0], w)]
