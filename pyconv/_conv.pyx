@@ -529,6 +529,60 @@ cdef inline void _add_row(floating* row, const floating* src, Py_ssize_t a, Py_s
         row[i] += src[i]
 
 
+def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
+               Py_ssize_t h, Py_ssize_t wd, Py_ssize_t kh, Py_ssize_t kw,
+               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+               Py_ssize_t dh, Py_ssize_t dw, double lo, double hi, int num_threads):
+    """col2im_add for cols laid out by pixel: y[n, o, ih*sh - ph + u*dh, iw*sw - pw + v*dw]
+    += cols[(n*h + ih)*wd + iw, (o*kh + u)*kw + v] for every term that lands inside y,
+    then y = clamp(y, lo, hi) (NaN passes).
+
+    cols (N*h*wd, C_out*kh*kw): each input pixel's contribution to its output patch,
+    one GEMM row per pixel (X^T W: the GEMM that transposes the input, not the
+    weights); y (N, C_out, OH, OW) holds the bias on entry. A unit is
+    one output plane (n, o): its sums run in one fixed order (ih, iw, u, v), bitwise
+    the same for any thread count."""
+    cdef Py_ssize_t n_img = y.shape[0], c_out = y.shape[1], oh_n = y.shape[2], ow_n = y.shape[3]
+    cdef Py_ssize_t kk = kh * kw
+    if cols.shape[0] != n_img * h * wd or cols.shape[1] != c_out * kk:
+        raise ValueError("col2im_add_pixels: cols must be (N*h*w, C_out*kh*kw)")
+    if min(h, wd, kh, kw, sh, sw, dh, dw) < 1 or ph < 0 or pw < 0:
+        raise ValueError("col2im_add_pixels: sizes, strides and dilations must be >= 1, pads >= 0")
+    if y.size == 0 or cols.size == 0:
+        return
+    cdef const floating* cp = &cols[0, 0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef floating flo = <floating>lo
+    cdef floating fhi = <floating>hi
+    cdef Py_ssize_t plane, n, o, ih, iw, u, v, oy, ox, t
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating val
+    with nogil:
+        for plane in prange(n_img * c_out, num_threads=num_threads, schedule="guided"):
+            n = plane // c_out
+            o = plane % c_out
+            dst = yp + plane * oh_n * ow_n
+            for ih in range(h):
+                for iw in range(wd):
+                    src = cp + ((n * h + ih) * wd + iw) * c_out * kk + o * kk
+                    for u in range(kh):
+                        oy = ih * sh - ph + u * dh
+                        if oy < 0 or oy >= oh_n:
+                            continue
+                        for v in range(kw):
+                            ox = iw * sw - pw + v * dw
+                            if ox >= 0 and ox < ow_n:
+                                dst[oy * ow_n + ox] += src[u * kw + v]
+            for t in range(oh_n * ow_n):
+                val = dst[t]
+                if val < flo:
+                    val = flo
+                if val > fhi:
+                    val = fhi
+                dst[t] = val
+
+
 # ---------------------------------------------------------------------------------------
 # Residual join: y = clamp(a + b), the Add (+ ReLU) after a ResNet block
 # ---------------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
 
     with parallel(num_threads=num_threads):
         buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
-        bt = buf + KC * ldb        # the tail's columns, transposed
+        bt = buf + KC * ldb if buf != NULL else NULL   # the tail's columns, transposed
         stage = <floating*>_aligned_malloc(ppm * PYCONV_MR * ldb * sizeof(floating))
         if buf == NULL or stage == NULL:
             failed_flag[0] = 1
@@ -458,7 +458,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
 
     with parallel(num_threads=num_threads):
         buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
-        bt = buf + KC * ldb        # the tail's columns, transposed
+        bt = buf + KC * ldb if buf != NULL else NULL   # the tail's columns, transposed
         if buf == NULL:
             failed_flag[0] = 1
         for unit in prange(units, schedule="dynamic"):

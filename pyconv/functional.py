@@ -571,25 +571,46 @@ def _col2im_pays(x4, w4, groups):
 
 
 def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight=None):
-    """Transposed convolution as cols = W^T X, then col2im. cols holds, per image and
-    per (output channel, tap), the plane of every input pixel's contribution: a 1x1
-    correlation of the input, read in place, with the transposed weights (C_out*kh*kw
-    filters of C_in taps; cached when ``weight`` is read-only). col2im then adds each
-    plane's rows, shifted and strided, into its output plane (over the bias): row to
-    row, in the order of the taps, and applies the clamp."""
+    """Transposed convolution as a GEMM of every input pixel's contributions to its
+    output patch (C_out*kh*kw values), then col2im: the contributions added into the
+    output (over the bias), and the clamp. Of the GEMM's two operands one must be
+    transposed for the kernel; the smaller one is, per call -- unless ``weight`` is
+    read-only, whose transpose is cached:
+
+    * cols = W^T X (the weights transposed): per image and per (output channel, tap),
+      a plane of contributions -- a 1x1 correlation of the input, read in place, with
+      C_out*kh*kw filters of C_in taps. col2im_add then adds each plane's rows into
+      its output plane, row to row, with the bounds found once per tap.
+    * cols = X^T W (the input transposed): one row per input pixel -- a 1x1
+      correlation whose "image" is the weights, read in place, and whose filters are
+      the pixels' channel vectors. col2im_add_pixels scatters each row's patch.
+      Transposing 8 MiB of weights per call (DCGAN's 512 -> 256 layer) cost more than
+      the GEMM."""
     n, c_in, h, w = x4.shape
     c_out, kh, kw = w4.shape[1:]
     rows = c_out * kh * kw
-    wt = _cached_transform(weight, "T", lambda: np.ascontiguousarray(
-        w4.reshape(c_in, rows).T).reshape(rows, c_in, 1, 1))
-    cols = np.empty((n, rows, h, w), y4.dtype)
+    (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
+    cached = weight is not None and _frozen(weight)
+    if cached or w4.size <= x4.size:
+        wt = _cached_transform(weight, "T", lambda: np.ascontiguousarray(
+            w4.reshape(c_in, rows).T).reshape(rows, c_in, 1, 1))
+        cols = np.empty((n, rows, h, w), y4.dtype)
+        threads = _threads(cols.size * c_in)
+        _dispatch.kernels.conv2d_igemm(x4, wt, np.zeros(rows, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
+                                       -np.inf, np.inf, threads)
+        y4[...] = bc.reshape(-1, 1, 1)
+        _conv_kernels.col2im_add(cols, y4, kh, kw, sh, sw, ph, pw, dh, dw, clamp[0], clamp[1],
+                                 threads)
+        return
+    pixels = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(n * h * w, c_in, 1, 1)
+    cols = np.empty((1, n * h * w, 1, rows), y4.dtype)
     threads = _threads(cols.size * c_in)
-    _dispatch.kernels.conv2d_igemm(x4, wt, np.zeros(rows, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
+    _dispatch.kernels.conv2d_igemm(w4.reshape(1, c_in, 1, rows), pixels,
+                                   np.zeros(n * h * w, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
                                    -np.inf, np.inf, threads)
     y4[...] = bc.reshape(-1, 1, 1)
-    (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
-    _conv_kernels.col2im_add(cols, y4, kh, kw, sh, sw, ph, pw, dh, dw, clamp[0], clamp[1],
-                             threads)
+    _conv_kernels.col2im_add_pixels(cols.reshape(n * h * w, rows), y4, h, w, kh, kw,
+                                    sh, sw, ph, pw, dh, dw, clamp[0], clamp[1], threads)
 
 
 def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding, groups,

@@ -124,10 +124,20 @@ def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, p
     got = F._conv_transpose("conv_transpose2d", 2, x, w, b, stride, padding, output_padding, 1,
                             dilation, None, clamp=(-0.5, 0.5))
     assert_close(got, np.clip(expected, -0.5, 0.5))
+    # Read-only weights: their transpose is cached, and the GEMM is W^T X (planes per
+    # tap) whichever operand is smaller -- the other formulation than above for most.
+    w.flags.writeable = False
+    assert_close(F.conv_transpose2d(x, w, b, *args), expected)
+    got = F._conv_transpose("conv_transpose2d", 2, x, w, b, stride, padding, output_padding, 1,
+                            dilation, None, clamp=(-0.5, 0.5))
+    assert_close(got, np.clip(expected, -0.5, 0.5))
+    assert len(calls) == 4
 
 
-def test_col2im_threads_bitwise_and_nan(rng):
+@pytest.mark.parametrize("read_only", [False, True])   # cols = X^T W, then W^T X
+def test_col2im_threads_bitwise_and_nan(rng, read_only):
     x, w, b = _layer(rng, 4, 48, (5, 6), 6, (4, 4), np.float32)
+    w.flags.writeable = not read_only
     x[1, 3, 2, 4] = np.nan
     nan = np.isnan(same_for_any_threads(lambda t: F.conv_transpose2d(x, w, b, 2, 1)))
     # The NaN reaches exactly the outputs its pixel's patch covers, in every channel.
@@ -142,6 +152,10 @@ def test_col2im_kernel_checks_shapes():
         pyconv._conv.col2im_add(np.zeros((1, 5, 2, 2)), y, 1, 1, 1, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
     with pytest.raises(ValueError, match="must be >= 1"):
         pyconv._conv.col2im_add(np.zeros((1, 2, 2, 2)), y, 1, 1, 0, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+    with pytest.raises(ValueError, match="cols must be"):
+        pyconv._conv.col2im_add_pixels(np.zeros((4, 5)), y, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        pyconv._conv.col2im_add_pixels(np.zeros((4, 2)), y, 2, 2, 1, 1, 0, 1, 0, 0, 1, 1, -np.inf, np.inf, 1)
 
 
 def test_col2im_caches_the_transposed_weights_of_read_only_weights(rng):
