@@ -11,7 +11,8 @@
  * (blocks beyond that go back to malloc's free); a request takes the smallest cached
  * block that holds it and is at most 4 times its size, else mallocs. One spin lock
  * guards the slots: it is taken twice per buffer, never inside a loop. Each kernel
- * set module has its own cache (this header is compiled into each).
+ * set module has its own cache (this header is compiled into each), and so does
+ * _conv, for the output arrays of pyconv.functional (_conv.empty).
  */
 #ifndef PYCONV_WORKSPACE_H
 #define PYCONV_WORKSPACE_H
@@ -20,8 +21,12 @@
 #include <stdlib.h>
 
 #define PYCONV_WS_ALIGN 64
+#ifndef PYCONV_WS_SLOTS   /* an including module may set its own bounds */
 #define PYCONV_WS_SLOTS 32
+#endif
+#ifndef PYCONV_WS_BYTES
 #define PYCONV_WS_BYTES ((size_t)64 << 20)
+#endif
 
 typedef struct { void *raw; size_t size; } pyconv_ws_block;
 

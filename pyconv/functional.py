@@ -135,7 +135,7 @@ def _result_buffer(out, shape, result, compute):
     """Where the kernel writes: ``out`` itself when it has the compute dtype, else a new array."""
     if out is not None and result == compute:
         return out
-    return np.empty(shape, dtype=compute)
+    return _conv_kernels.empty(shape, compute)   # from freed outputs: no fresh pages
 
 
 def _finish(y, out, result):
@@ -204,7 +204,7 @@ class _ConvPlan:
     def run(st, x):
         weight, shape, x4_shape, y4_shape, w4, bc, kernel_fn, tile, params, work = (
             st[0], *st[6:])
-        y = np.empty(shape, x.dtype)
+        y = _conv_kernels.empty(shape, x.dtype)
         x4, y4 = x.reshape(x4_shape), y.reshape(y4_shape)
         if tile:
             u = _winograd_weights(weight, w4, tile)   # from the cache when frozen
@@ -516,7 +516,7 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
                             len(range(kh)[taps_h]), len(range(kw)[taps_w])), y4.dtype)
             _dispatch.kernels.gather_phase_weights(w4, sub, groups, taps_h.start, taps_h.step,
                                                    taps_w.start, taps_w.step)
-            phase = np.empty(target.shape, y4.dtype)
+            phase = _conv_kernels.empty(target.shape, y4.dtype)
             # (a phase may start past the input: a negative padding, GEMM kernel only)
             kernel_fn = (_dispatch.kernels.conv2d_direct if few_channels and min(pad_h, pad_w) >= 0
                          else _dispatch.kernels.conv2d_igemm)
@@ -594,7 +594,7 @@ def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight
     if cached or w4.size <= x4.size:
         wt = _cached_transform(weight, "T", lambda: np.ascontiguousarray(
             w4.reshape(c_in, rows).T).reshape(rows, c_in, 1, 1))
-        cols = np.empty((n, rows, h, w), y4.dtype)
+        cols = _conv_kernels.empty((n, rows, h, w), y4.dtype)
         threads = _threads(cols.size * c_in)
         _dispatch.kernels.conv2d_igemm(x4, wt, np.zeros(rows, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
                                        -np.inf, np.inf, threads)
@@ -603,7 +603,7 @@ def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight
                                  threads)
         return
     pixels = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(n * h * w, c_in, 1, 1)
-    cols = np.empty((1, n * h * w, 1, rows), y4.dtype)
+    cols = _conv_kernels.empty((1, n * h * w, 1, rows), y4.dtype)
     threads = _threads(cols.size * c_in)
     _dispatch.kernels.conv2d_igemm(w4.reshape(1, c_in, 1, rows), pixels,
                                    np.zeros(n * h * w, y4.dtype), cols, 1, 1, 0, 0, 1, 1, 1,
@@ -752,7 +752,7 @@ def _add_clamp(a, b, clamp=(0.0, np.inf), out=None):
             and a.dtype.isnative and a.flags.c_contiguous and b.flags.c_contiguous
             and (out is None or (out.shape == a.shape and out.dtype == a.dtype
                                  and out.flags.c_contiguous and out.flags.writeable))):
-        y = np.empty_like(a) if out is None else out
+        y = _conv_kernels.empty(a.shape, a.dtype) if out is None else out
         _conv_kernels.add_clamp(a.reshape(-1), b.reshape(-1), y.reshape(-1),
                                 clamp[0], clamp[1], _threads(a.size * 8))
         return y

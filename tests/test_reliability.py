@@ -412,3 +412,28 @@ def test_workspace_cache_is_bounded(kernel_set):
         for algorithm in ("gemm", "winograd", "winograd2x2"):
             F.conv2d(x, w, padding=1, algorithm=algorithm)
         assert 0 < kernel_set.workspace_cached_bytes() <= 64 << 20
+
+
+def test_output_cache_reuses_freed_outputs_and_is_bounded():
+    """Outputs of at least 128 KiB come from a cache of freed ones (_conv.empty): no
+    fresh pages per call. The cache keeps at most 256 MiB, and an array's block goes
+    back only when the array and every view of it are gone."""
+    from pyconv import _conv
+    x = np.random.default_rng(4).standard_normal((2, 8, 128, 128)).astype(np.float32)
+    w = np.ones((8, 8, 1, 1), np.float32)
+    y = F.conv2d(x, w)
+    first = y.ctypes.data
+    view = y[:, 1]
+    del y
+    second = F.conv2d(x, w).ctypes.data
+    assert second != first                              # the view still holds the block
+    del view
+    y = F.conv2d(x, w)
+    assert y.ctypes.data in (first, second)             # a freed block, reused
+    np.testing.assert_allclose(y, np.broadcast_to(x.sum(axis=1, keepdims=True), y.shape),
+                               rtol=1e-5, atol=1e-5)
+    assert y.flags.c_contiguous and y.flags.writeable and y.ctypes.data % 64 == 0
+    big = [_conv.empty((n, 1 << 20), np.float32) for n in range(8, 48)]   # 32 .. 188 MiB
+    del big
+    assert 0 < _conv.output_cached_bytes() <= 256 << 20
+    assert _conv.empty((3, 5), np.float64).shape == (3, 5)               # small: plain NumPy
