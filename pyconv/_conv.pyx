@@ -562,7 +562,7 @@ def col2im_add(const floating[:, :, :, ::1] cols, floating[:, :, :, ::1] y,
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef floating flo = <floating>lo
     cdef floating fhi = <floating>hi
-    cdef Py_ssize_t plane, u, v, ih, iw, iw0, iw1, t
+    cdef Py_ssize_t plane, u, v, ih, iw, iw0, iw1
     # Per tap row u: the input rows [rows[u, 0], rows[u, 1]) that land inside the output;
     # per tap column v: the input columns likewise (found before the parallel loop,
     # whose variables tap_range's pointer outputs would not privatise).
@@ -577,7 +577,6 @@ def col2im_add(const floating[:, :, :, ::1] cols, floating[:, :, :, ::1] y,
     cdef const floating* src
     cdef floating* dst
     cdef floating* row
-    cdef floating val
     with nogil:
         for plane in prange(n_img * c_out, num_threads=num_threads, schedule="guided"):
             dst = yp + plane * oh_n * ow_n
@@ -593,14 +592,21 @@ def col2im_add(const floating[:, :, :, ::1] cols, floating[:, :, :, ::1] y,
                         else:
                             for iw in range(iw0, iw1):
                                 row[iw * sw] += src[ih * wd + iw]
-            for t in range(oh_n * ow_n):
-                val = dst[t]
-                if val < flo:
-                    val = flo
-                if val > fhi:
-                    val = fhi
-                dst[t] = val
+            _clamp_plane(dst, oh_n * ow_n, flo, fhi)
     free(rows)
+
+
+cdef inline void _clamp_plane(floating* p, Py_ssize_t n, floating lo, floating hi) noexcept nogil:
+    """p[:n] = clamp(p[:n], lo, hi); NaN passes (both comparisons are false for it)."""
+    cdef Py_ssize_t t
+    cdef floating val
+    for t in range(n):
+        val = p[t]
+        if val < lo:
+            val = lo
+        if val > hi:
+            val = hi
+        p[t] = val
 
 
 cdef inline void _add_row(floating* row, const floating* src, Py_ssize_t a, Py_ssize_t e) noexcept nogil:
@@ -636,10 +642,9 @@ def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
     cdef floating* yp = &y[0, 0, 0, 0]
     cdef floating flo = <floating>lo
     cdef floating fhi = <floating>hi
-    cdef Py_ssize_t plane, n, o, ih, iw, u, v, oy, ox, t
+    cdef Py_ssize_t plane, n, o, ih, iw, u, v, oy, ox
     cdef const floating* src
     cdef floating* dst
-    cdef floating val
     with nogil:
         for plane in prange(n_img * c_out, num_threads=num_threads, schedule="guided"):
             n = plane // c_out
@@ -656,13 +661,7 @@ def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
                             ox = iw * sw - pw + v * dw
                             if ox >= 0 and ox < ow_n:
                                 dst[oy * ow_n + ox] += src[u * kw + v]
-            for t in range(oh_n * ow_n):
-                val = dst[t]
-                if val < flo:
-                    val = flo
-                if val > fhi:
-                    val = fhi
-                dst[t] = val
+            _clamp_plane(dst, oh_n * ow_n, flo, fhi)
 
 
 # ---------------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ static inline void pyconv_ukr_f64_edge(int64_t kc, const double *A, int64_t lda,
     if (nj > 2) b2 = *(const V *)(Bt + 2 * ldbt + k);
 #define PYCONV_TAIL_STORE1(m, j)                                                   \
     if (m < mr) {                                                                  \
-        S r = HSUM(t##m##_##j);                                                    \
+        S r = PYCONV_HSUM(t##m##_##j);                                             \
         S *p = C + m * ldc + j;                                                    \
         if (accumulate) r = *p + r;                                                \
         if (bias) {                                                                \
@@ -312,56 +312,35 @@ static inline void pyconv_ukr_f64_edge(int64_t kc, const double *A, int64_t lda,
     PYCONV_ROWS(PYCONV_TAIL_STORE)
 
 /* The lanes of v summed pairwise, halving (the same order on every call). */
-static inline float pyconv_hsum_float(pyconv_vf v)
-{
-    enum { VL = PYCONV_VBYTES / 4 };
-    float s[VL];
-    memcpy(s, &v, sizeof(v));
-    for (int w = VL / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            s[l] += s[l + w];
-    return s[0];
-}
+#define PYCONV_HSUM_DEF(NAME, S, V)                                                \
+    static inline S NAME(V v)                                                      \
+    {                                                                              \
+        enum { VL = sizeof(V) / sizeof(S) };                                       \
+        S s[VL];                                                                   \
+        memcpy(s, &v, sizeof(v));                                                  \
+        for (int w = VL / 2; w >= 1; w /= 2)                                       \
+            for (int l = 0; l < w; l++)                                            \
+                s[l] += s[l + w];                                                  \
+        return s[0];                                                               \
+    }
+PYCONV_HSUM_DEF(pyconv_hsum_float, float, pyconv_vf)
+PYCONV_HSUM_DEF(pyconv_hsum_double, double, pyconv_vd)
+#define PYCONV_HSUM(v) _Generic((v), pyconv_vf: pyconv_hsum_float, default: pyconv_hsum_double)(v)
 
-static inline double pyconv_hsum_double(pyconv_vd v)
-{
-    enum { VL = PYCONV_VBYTES / 8 };
-    double s[VL];
-    memcpy(s, &v, sizeof(v));
-    for (int w = VL / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            s[l] += s[l + w];
-    return s[0];
-}
-
-/* nj (1..3, a constant at each call) pixels of the tail. */
-static inline void pyconv_tail_f32_cols(int64_t kc, const float *restrict A, int64_t lda,
-                                        const float *restrict Bt, int64_t ldbt,
-                                        float *restrict C, int64_t ldc, int accumulate,
-                                        const float *bias, float lo, float hi, int64_t mr,
-                                        const int nj)
-{
-    typedef float S;
-    typedef pyconv_vf V;
-    enum { VL = PYCONV_VBYTES / 4 };
-#define HSUM pyconv_hsum_float
-    PYCONV_TAIL_BODY
-#undef HSUM
-}
-
-static inline void pyconv_tail_f64_cols(int64_t kc, const double *restrict A, int64_t lda,
-                                        const double *restrict Bt, int64_t ldbt,
-                                        double *restrict C, int64_t ldc, int accumulate,
-                                        const double *bias, double lo, double hi, int64_t mr,
-                                        const int nj)
-{
-    typedef double S;
-    typedef pyconv_vd V;
-    enum { VL = PYCONV_VBYTES / 8 };
-#define HSUM pyconv_hsum_double
-    PYCONV_TAIL_BODY
-#undef HSUM
-}
+/* nj (1..3, a constant at each call) pixels of the tail, for scalar S_, vector V_. */
+#define PYCONV_TAIL_COLS_DEF(NAME, S_, V_)                                         \
+    static inline void NAME(int64_t kc, const S_ *restrict A, int64_t lda,          \
+                            const S_ *restrict Bt, int64_t ldbt, S_ *restrict C,    \
+                            int64_t ldc, int accumulate, const S_ *bias, S_ lo,     \
+                            S_ hi, int64_t mr, const int nj)                       \
+    {                                                                              \
+        typedef S_ S;                                                              \
+        typedef V_ V;                                                              \
+        enum { VL = sizeof(V) / sizeof(S) };                                       \
+        PYCONV_TAIL_BODY                                                           \
+    }
+PYCONV_TAIL_COLS_DEF(pyconv_tail_f32_cols, float, pyconv_vf)
+PYCONV_TAIL_COLS_DEF(pyconv_tail_f64_cols, double, pyconv_vd)
 
 /* The tail tile, 3 pixels at a time (MR x 3 accumulators fit the registers). */
 #define PYCONV_TAIL(COLS)                                                          \
