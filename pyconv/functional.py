@@ -380,6 +380,11 @@ def _cached_transform(w, tag, make):
     return u
 
 
+def _narrow(c_out_per_group):
+    """Too few output channels per group for a GEMM tile: the direct kernel's case."""
+    return c_out_per_group < _GEMM_MIN_CHANNELS
+
+
 def _auto_algorithm(w, w4, y4, groups, winograd_fits):
     """'auto': F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 float32 layers where they pay
     (the measurements above), the GEMM kernel for everything with at least 8 output
@@ -395,7 +400,7 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
             return "winograd"
         if tiles2 >= _WINOGRAD2_MIN_TILES and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS):
             return "winograd2x2"
-    return "gemm" if c_out // groups >= _GEMM_MIN_CHANNELS else "direct"
+    return "direct" if _narrow(c_out // groups) else "gemm"
 
 
 def _winograd_weights(w, w4, m=4):
@@ -503,7 +508,7 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     (ph, pw) = pads
     oh_n, ow_n = y4.shape[2:]
     threads = _threads(x4.size * w4[0].size)
-    few_channels = c_out_g < _GEMM_MIN_CHANNELS
+    few_channels = _narrow(c_out_g)
     for rh in range(min(sh, oh_n)):
         for rw in range(min(sw, ow_n)):
             rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
@@ -665,12 +670,12 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                 algorithm = "outer"
             elif algorithm == "auto":
                 # The direct transposed kernel scatters columns with stride sw, scalar:
-                # the GEMM phases win even with a 1-row panel (64 -> 3 channels, 4x4/2:
-                # 3x faster) once a phase sums over enough taps; only narrow, shallow
-                # layers (depthwise) stay direct.
+                # the stride phases ('gemm': each phase on the correlation kernel that
+                # 'auto' picks for it) win even for 3 output channels once a phase sums
+                # over enough taps; only narrow, shallow layers (depthwise) stay direct.
                 k_phase = (c_in // groups) * -(-kh // sh) * -(-kw // sw)
-                algorithm = ("gemm" if c_out // groups >= _GEMM_MIN_CHANNELS
-                             or k_phase >= _GEMM_MIN_TAPS else "direct")
+                algorithm = ("direct" if _narrow(c_out // groups) and k_phase < _GEMM_MIN_TAPS
+                             else "gemm")
             if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups):
                 algorithm = "col2im"
             if algorithm == "outer":
