@@ -12,6 +12,7 @@
 #         |                          block of output-channel panels); one unit owns
 #         |                          its output elements and sums them in one fixed
 #         |                          order: bitwise identical for any thread count
+#         |                          (small images of a batch: _igemm_folded)
 #         '- for each K block (KC taps):
 #              _pack_b               the unit's im2col rows for this K block, copied
 #                                    from input row segments (zeros for padding) into
@@ -257,6 +258,49 @@ cdef inline void _ukr_tail(Py_ssize_t kc, const floating* a, Py_ssize_t lda, con
         pyconv_tail_f64(kc, a, lda, bt, KC, c, ldc, accumulate, bias, lo, hi, mr, nt)
 
 
+cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                       const floating* bt, floating* c, Py_ssize_t ldc,
+                       Py_ssize_t mp0, Py_ssize_t mp1, Py_ssize_t m_n, Py_ssize_t kc,
+                       Py_ssize_t np_, int has_tail, int accumulate, const floating* bias,
+                       floating lo, floating hi) noexcept nogil:
+    """One packed K block's products for the panels [mp0, mp1) of a group:
+    C[m, j] (+)= sum_k A[m, k] * B[k, j] for the channels m of those panels and the
+    np_ pixels j of the block.
+
+    a: the group's weights at the K block's first tap (rows lda apart); b: the packed
+    block (_pack_b); bt: its last tile transposed where has_tail (_transpose_tail);
+    c: the output row of panel mp0 at the block's first pixel (rows ldc apart);
+    bias != NULL on the last K block (the store adds it and clamps). Loop order: see
+    the top of this file (a B tile stays in L1 while MC_PANELS panels stream past).
+    """
+    cdef Py_ssize_t nr = _nr(<floating>0)
+    cdef Py_ssize_t n_tiles = (np_ + nr - 1) // nr
+    cdef Py_ssize_t mcb, mc0, mc1, j, mp, mr, nrj
+    cdef const floating* a_panel
+    cdef floating* c_tile
+    for mcb in range((mp1 - mp0 + MC_PANELS - 1) // MC_PANELS):
+        mc0 = mp0 + mcb * MC_PANELS
+        mc1 = mc0 + MC_PANELS
+        if mc1 > mp1:
+            mc1 = mp1
+        for j in range(n_tiles):
+            nrj = np_ - j * nr
+            if nrj > nr:
+                nrj = nr
+            for mp in range(mc0, mc1):
+                a_panel = a + mp * PYCONV_MR * lda
+                c_tile = c + (mp - mp0) * PYCONV_MR * ldc + j * nr
+                mr = m_n - mp * PYCONV_MR
+                if mr > PYCONV_MR:
+                    mr = PYCONV_MR
+                if has_tail and j == n_tiles - 1:
+                    _ukr_tail(kc, a_panel, lda, bt, c_tile, ldc, accumulate,
+                              bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj)
+                else:
+                    _ukr(kc, a_panel, lda, b + j * nr, ldb, c_tile, ldc, accumulate,
+                         bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj, nr)
+
+
 cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* bp, floating* yp,
                        Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
                        Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
@@ -297,8 +341,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t units = groups * pblocks * mblocks
     cdef Py_ssize_t n_kb = (k_n + KC - 1) // KC
 
-    cdef Py_ssize_t unit, rest, g, pb, mb, q0, np_, np_pad, n_tiles, mc0, mc1, mcb, b0, b1, mp
-    cdef Py_ssize_t kb, k0, kc, j, mr, nrj, k, q, n, p, ln, rows
+    cdef Py_ssize_t unit, rest, g, pb, mb, q0, np_, np_pad, n_tiles, mc0, mc1
+    cdef Py_ssize_t kb, k0, kc, k, q, n, p, ln, rows
     cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_all, nr, vl)  # the batch's last pixels
     cdef int has_tail
     cdef floating* buf
@@ -351,29 +395,9 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                         memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
                 if has_tail:
                     _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
-                for mcb in range((mc1 - mc0 + MC_PANELS - 1) // MC_PANELS):
-                    b0 = mc0 + mcb * MC_PANELS
-                    b1 = b0 + MC_PANELS
-                    if b1 > mc1:
-                        b1 = mc1
-                    for j in range(n_tiles):
-                        nrj = np_ - j * nr
-                        if nrj > nr:
-                            nrj = nr
-                        for mp in range(b0, b1):
-                            mr = m_n - mp * PYCONV_MR
-                            if mr > PYCONV_MR:
-                                mr = PYCONV_MR
-                            if has_tail and j == n_tiles - 1:
-                                _ukr_tail(kc, wp + (g * m_n + mp * PYCONV_MR) * k_n + k0, k_n, bt,
-                                          stage + (mp - mc0) * PYCONV_MR * ldb + j * nr, ldb, kb > 0,
-                                          bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
-                                          lo, hi, mr, nrj)
-                                continue
-                            _ukr(kc, wp + (g * m_n + mp * PYCONV_MR) * k_n + k0, k_n, buf + j * nr, ldb,
-                                 stage + (mp - mc0) * PYCONV_MR * ldb + j * nr, ldb, kb > 0,
-                                 bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
-                                 lo, hi, mr, nrj, nr)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt, stage, ldb, mc0, mc1, m_n,
+                             kc, np_, has_tail, kb > 0, bp + g * m_n if kb == n_kb - 1 else NULL,
+                             lo, hi)
             rows = m_n - mc0 * PYCONV_MR  # staging rows that hold channels
             if rows > (mc1 - mc0) * PYCONV_MR:
                 rows = (mc1 - mc0) * PYCONV_MR
@@ -418,21 +442,37 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     # Work units: (image, group, block of whole NR tiles of at most NC_MAX pixels,
     # block of output-channel panels). With few units, both splits aim at a multiple
     # of the threads (7 units on 2 threads idle one thread for 1/8 of the call):
-    # more pixel blocks where they stay within 5% of equal, then panel blocks -- each
-    # of which packs the same B again, so only as many as the balance needs, of at
-    # least 4 panels (measured: 4 panel blocks on 1 thread cost 25% at 14x14).
+    #  - first more pixel blocks of at least 2 tiles (a block of one tile streams all
+    #    the weights from L3 for it: 7x7 layers split 24 | 25 pixels were 15% slower
+    #    than split by panels), where they stay within 5% of equal: each packs only
+    #    its own pixels. An image's last tile, when the tail kernel takes it (at most a
+    #    vector of pixels), costs a few percent of a tile: it rides with the last
+    #    block and is not counted, so 14x14 = 8 tiles + 4 pixels splits 4 | 4 + tail
+    #    -- except for 1x1 stride-1 layers: their packing is a copy, and panel blocks,
+    #    whose weights stay in L2 for all 9 tiles, were 7% faster than pixel blocks;
+    #  - then panel blocks -- each of which packs the same B again, so only as many as
+    #    the balance needs, of at least 4 panels (measured: 4 panel blocks on 1 thread
+    #    cost 25% at 14x14). (A team sharing one packed B across threads, with a
+    #    barrier per K block, was slower here: the packed lines moved between cores.)
+    cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_n, nr, vl)  # each image's last pixels
+    cdef Py_ssize_t tiles_w = tiles  # tiles that cost a tile (for the pixel split)
+    if tail > 0 and tiles > 1 and not (kh == 1 and kw == 1 and sh == 1 and sw == 1):
+        tiles_w = tiles - 1
     cdef Py_ssize_t t_n = num_threads
     cdef Py_ssize_t img_units = n_img * groups
-    cdef Py_ssize_t pblocks = (tiles + NC_MAX // nr - 1) // (NC_MAX // nr), pb_try
+    cdef Py_ssize_t pblocks = (tiles_w + NC_MAX // nr - 1) // (NC_MAX // nr), pb_try
     if img_units * pblocks < 4 * t_n:
         pb_try = pblocks
-        while (img_units * pb_try) % t_n and 2 * (pb_try + 1) <= tiles:
+        while (img_units * pb_try) % t_n and 2 * (pb_try + 1) <= tiles_w:
             pb_try = pb_try + 1
-        if (img_units * pb_try) % t_n == 0 and (tiles + pb_try - 1) // pb_try * pb_try * 20 <= tiles * 21:
-            pblocks = pb_try
-    cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr  # pixels per unit
-    pblocks = (p_n + nc - 1) // nc
-    cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
+        if (tiles_w + pb_try - 1) // pb_try * pb_try * 20 <= tiles_w * 21 and (
+                (img_units * pb_try) % t_n == 0 or img_units * pb_try < t_n):
+            pblocks = pb_try  # (fewer units than threads either way: the panels split the rest)
+    cdef Py_ssize_t nc = (tiles_w + pblocks - 1) // pblocks * nr  # pixels per unit (the last: to p_n)
+    pblocks = (tiles_w * nr + nc - 1) // nc
+    cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * nc
+    cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
+    cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
     cdef Py_ssize_t mblocks = 1
     if img_units * pblocks < 4 * t_n:
         while (img_units * pblocks * mblocks) % t_n and 4 * (mblocks + 1) <= panels:
@@ -443,16 +483,13 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                 mblocks = panels
     cdef Py_ssize_t panels_per_mb = (panels + mblocks - 1) // mblocks
     mblocks = (panels + panels_per_mb - 1) // panels_per_mb
-    cdef Py_ssize_t units = n_img * groups * pblocks * mblocks
+    cdef Py_ssize_t units = img_units * pblocks * mblocks
 
-    cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp, mp1, mcb, mc0, mc1, kb, k0, kc, j, mr, nrj
+    cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp0, mp1, kb, k0, kc
     cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
-    cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_n, nr, vl)  # each image's last pixels
     cdef int has_tail
     cdef floating* buf
     cdef floating* bt
-    cdef floating* yb
-    cdef const floating* a_panel
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
@@ -471,15 +508,13 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
             g = rest % groups
             n = rest // groups
             p0 = pb * nc
-            np_ = p_n - p0
-            if np_ > nc:
-                np_ = nc
+            np_ = nc if pb < pblocks - 1 else nc_last
             n_tiles = (np_ + nr - 1) // nr
-            has_tail = tail > 0 and p0 + np_ == p_n
-            mp1 = (mb + 1) * panels_per_mb
+            has_tail = tail > 0 and pb == pblocks - 1
+            mp0 = mb * panels_per_mb
+            mp1 = mp0 + panels_per_mb
             if mp1 > panels:
                 mp1 = panels
-            yb = yp + (n * c_out + g * m_n) * p_n + p0
             for kb in range(n_kb):
                 k0 = kb * KC
                 kc = k_n - k0
@@ -489,29 +524,10 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                         h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
                 if has_tail:
                     _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
-                for mcb in range((mp1 - mb * panels_per_mb + MC_PANELS - 1) // MC_PANELS):
-                    mc0 = mb * panels_per_mb + mcb * MC_PANELS
-                    mc1 = mc0 + MC_PANELS
-                    if mc1 > mp1:
-                        mc1 = mp1
-                    for j in range(n_tiles):
-                        nrj = np_ - j * nr
-                        if nrj > nr:
-                            nrj = nr
-                        for mp in range(mc0, mc1):
-                            a_panel = wp + (g * m_n + mp * PYCONV_MR) * k_n + k0
-                            mr = m_n - mp * PYCONV_MR
-                            if mr > PYCONV_MR:
-                                mr = PYCONV_MR
-                            if has_tail and j == n_tiles - 1:
-                                _ukr_tail(kc, a_panel, k_n, bt, yb + mp * PYCONV_MR * p_n + j * nr, p_n,
-                                          kb > 0, bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
-                                          lo, hi, mr, nrj)
-                                continue
-                            _ukr(kc, a_panel, k_n, buf + j * nr, ldb,
-                                 yb + mp * PYCONV_MR * p_n + j * nr, p_n, kb > 0,
-                                 bp + g * m_n + mp * PYCONV_MR if kb == n_kb - 1 else NULL,
-                                 lo, hi, mr, nrj, nr)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt,
+                             yp + (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0, p_n,
+                             mp0, mp1, m_n, kc, np_, has_tail, kb > 0,
+                             bp + g * m_n if kb == n_kb - 1 else NULL, lo, hi)
         _aligned_free(buf)
     return -1 if failed else 0
 

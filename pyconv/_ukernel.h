@@ -154,12 +154,15 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
 
 /* The tile, C (+)= A * B on MR rows x nv vectors (nv = 3: the full NR); mr < MR
  * and nv < 3 only when called by the edge variant, into its local tile. nv is a
- * constant at every call, so each call site compiles to its own unrolled loop. */
-static inline void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int64_t lda,
-                                       const float *restrict B, int64_t ldb,
-                                       float *restrict C, int64_t ldc, int accumulate,
-                                       const float *bias, float lo, float hi, int64_t mr,
-                                       const int nv)
+ * constant at every call, so each call site compiles to its own unrolled loop --
+ * forced: left to itself, GCC once compiled a single out-of-line copy with nv and mr
+ * as run-time values, tested on every k (a tenth of a 3x3 layer's time). */
+#define PYCONV_ALWAYS_INLINE static inline __attribute__((always_inline))
+PYCONV_ALWAYS_INLINE void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int64_t lda,
+                                              const float *restrict B, int64_t ldb,
+                                              float *restrict C, int64_t ldc, int accumulate,
+                                              const float *bias, float lo, float hi, int64_t mr,
+                                              const int nv)
 {
     typedef float S;
     typedef pyconv_vf V;
@@ -172,11 +175,11 @@ static inline void pyconv_ukr_f32_rows(int64_t kc, const float *restrict A, int6
 #undef BCAST
 }
 
-static inline void pyconv_ukr_f64_rows(int64_t kc, const double *restrict A, int64_t lda,
-                                       const double *restrict B, int64_t ldb,
-                                       double *restrict C, int64_t ldc, int accumulate,
-                                       const double *bias, double lo, double hi, int64_t mr,
-                                       const int nv)
+PYCONV_ALWAYS_INLINE void pyconv_ukr_f64_rows(int64_t kc, const double *restrict A, int64_t lda,
+                                              const double *restrict B, int64_t ldb,
+                                              double *restrict C, int64_t ldc, int accumulate,
+                                              const double *bias, double lo, double hi, int64_t mr,
+                                              const int nv)
 {
     typedef double S;
     typedef pyconv_vd V;

@@ -54,6 +54,11 @@ TAIL_CASES = [
     (1, 19, 14, 14, 9, 3, 3, 2, 1, 1, 1),        # stride 2 to 7x7; one K block of 171
     (3, 10, 5, 5, 11, 3, 3, 1, 1, 1, 1),         # folded: the batch's last 3 of 75 pixels
     (2, 64, 7, 7, 40, 1, 1, 1, 0, 1, 2),         # groups: each group's tail
+    # The tail rides with the last pixel block, beyond the others' width: 506 pixels =
+    # 21 tiles + 2 (2 threads: blocks of 11 tiles, then 10 + tail); 1012 = 42 tiles + 4
+    # (two NC-wide blocks, the last one a tile wider than NC with its tail).
+    (1, 8, 23, 22, 6, 3, 3, 1, 1, 1, 1),
+    (1, 3, 46, 23, 5, 3, 3, 1, (0, 1), 1, 1),
 ]
 CASES += TAIL_CASES
 

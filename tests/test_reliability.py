@@ -303,6 +303,10 @@ def test_ctrl_c_arrives_when_the_call_returns_and_the_process_lives_on():
     rc, out, err = _run_python("""
         import json, os, signal, threading, time
         import numpy as np, pyconv.functional as F
+        # Python's own handler, even where the parent ignores SIGINT (a background job
+        # of a non-interactive shell: Python then keeps SIG_IGN, and no
+        # KeyboardInterrupt ever comes -- the test hung there).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         x = np.ones((1, 64, 160, 160), np.float32)
         w = np.ones((64, 64, 5, 5), np.float32)
         call = lambda: F.conv2d(x, w, algorithm="direct")  # the slow kernel: a long call
