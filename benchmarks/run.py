@@ -11,7 +11,8 @@ For each layer (benchmarks/suites.py) and each library (benchmarks/peers.py: pyc
 PyTorch, ONNX Runtime, NumPy im2col + matmul -- each peer optional):
 
     warm-up ──> interleaved repeats: pyconv, torch, ort, numpy, pyconv, torch, ... ──> medians
-      │   (before each turn: a pause until no thread spins, then 2 untimed calls)
+      │   (before each turn: a pause until no thread spins, then untimed calls:
+      │    2, and more until 1 ms has passed since the second)
       └──> first outputs vs a float64 NumPy result: max error
     one pyconv call in a fresh process (memory.py): peak extra resident memory
 
@@ -146,6 +147,25 @@ def pause(min_s, max_s=1.0, slice_s=0.01):
             return
 
 
+def prime(call, calls, settle_s):
+    """Untimed calls before a timed one: ``calls``, then more until ``settle_s`` has passed
+    since the last of them (at least one more).
+
+    After a pause the library's thread pool -- and, on a VM, the idle vCPU each worker
+    runs on -- has gone to sleep; waking them took 4-10 ms per call for the first one or
+    two calls here, a cost that calls made back to back (a network's layers) never pay.
+    Two calls were not always enough: pyconv's third call of a 0.08 ms layer still took
+    twice its steady time (it pays a second wake-up on its second call), PyTorch's was
+    steady; 1 ms of further calls made both steady.
+    """
+    for _ in range(calls):
+        call()
+    start = time.perf_counter()
+    call()
+    while time.perf_counter() - start < settle_s:
+        call()
+
+
 def timed(call):
     t0 = time.perf_counter()
     out = call()
@@ -200,7 +220,7 @@ def bench_layer(layer, libs, opts, peak, rng):
     if opts.repeats:
         repeats = opts.repeats
     else:
-        round_s = sum(t * (1 + (0 if opts.cold else opts.primers)) + opts.sleep
+        round_s = sum(t + (0 if opts.cold else t * opts.primers + max(t, opts.prime_ms)) + opts.sleep
                       for _, t in calls.values())
         repeats = int(min(max(opts.budget / round_s, opts.min_repeats), opts.max_repeats)) | 1
     times = {name: [] for name in calls}
@@ -210,12 +230,8 @@ def bench_layer(layer, libs, opts, peak, rng):
         for _ in range(repeats):
             for name, (call, _) in calls.items():
                 pause(opts.sleep)  # let the previous library's threads stop spinning
-                for _ in range(0 if opts.cold else opts.primers):
-                    # Untimed calls first: after the pause the library's thread pool (and,
-                    # on a VM, the idle vCPU it runs on) has gone to sleep; waking them
-                    # took 4-7 ms per call for the first two calls here -- a cost that
-                    # calls made back to back (a network's layers) never pay.
-                    call()
+                if not opts.cold:
+                    prime(call, opts.primers, opts.prime_ms)
                 t, out = timed(call)
                 del out
                 times[name].append(t)
@@ -432,7 +448,10 @@ def parse_args(argv):
     ap.add_argument("--sleep", type=float, default=50,
                     help="pause in ms before every library's turn, then on until no thread spins (default 50)")
     ap.add_argument("--primers", type=int, default=2,
-                    help="untimed calls right before each timed one (default 2)")
+                    help="untimed calls after each pause (default 2), then --prime-ms of more")
+    ap.add_argument("--prime-ms", type=float, default=1.0,
+                    help="after the --primers calls, untimed calls until this many ms have "
+                         "passed (at least one), then the timed one (default 1)")
     ap.add_argument("--cold", action="store_true",
                     help="time the first call after each pause (thread-pool and vCPU wake-up "
                          "included) instead of one right after --primers untimed calls")
@@ -459,6 +478,7 @@ def parse_args(argv):
     if opts.update_readme and not opts.render and (opts.quick or opts.layers):
         ap.error("--update-readme records whole suites: not with --quick or --layers")
     opts.sleep /= 1e3
+    opts.prime_ms /= 1e3
     opts.min_repeats, opts.max_repeats = 3, 11
     if opts.quick:
         opts.repeats = opts.repeats or 3
@@ -562,6 +582,7 @@ def measure(opts, argv):
         "threads": opts.threads, "peers": peer_names, "versions": versions,
         "peak_gflops": peak, "peak_matmul_size": peak_size, "peak_repeats": peak_repeats,
         "method": {"warmup": opts.warmup, "cold": opts.cold, "primers": opts.primers,
+                   "prime_ms": opts.prime_ms * 1e3,
                    "repeats": opts.repeats or f"auto {opts.min_repeats}..{opts.max_repeats}",
                    "budget_s": opts.budget, "sleep_ms": opts.sleep * 1e3, "statistic": "median",
                    "memory": "extra_mib: peak RSS growth of one pyconv call in a fresh process (memory.py), "
