@@ -460,17 +460,19 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
         tiles_w = tiles - 1
     cdef Py_ssize_t t_n = num_threads
     cdef Py_ssize_t img_units = n_img * groups
+    #  Pixel blocks differ by at most one tile (block pb: tiles [pb*T/B, (pb+1)*T/B)):
+    #  a 112x112 image's 523 tiles in 26 blocks of 20 or 21 tiles, 13 per thread -- in
+    #  25 blocks of 21 (the fewest of at most NC_MAX pixels) one thread idled for 1/13.
     cdef Py_ssize_t pblocks = (tiles_w + NC_MAX // nr - 1) // (NC_MAX // nr), pb_try
-    if img_units * pblocks < 4 * t_n:
+    if img_units * pblocks < 16 * t_n:
         pb_try = pblocks
         while (img_units * pb_try) % t_n and 2 * (pb_try + 1) <= tiles_w:
             pb_try = pb_try + 1
         if (tiles_w + pb_try - 1) // pb_try * pb_try * 20 <= tiles_w * 21 and (
                 (img_units * pb_try) % t_n == 0 or img_units * pb_try < t_n):
             pblocks = pb_try  # (fewer units than threads either way: the panels split the rest)
-    cdef Py_ssize_t nc = (tiles_w + pblocks - 1) // pblocks * nr  # pixels per unit (the last: to p_n)
-    pblocks = (tiles_w * nr + nc - 1) // nc
-    cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * nc
+    cdef Py_ssize_t nc = (tiles_w + pblocks - 1) // pblocks * nr  # pixels of the widest block
+    cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * tiles_w // pblocks * nr  # the last (to p_n)
     cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
     cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
     cdef Py_ssize_t mblocks = 1
@@ -507,8 +509,8 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
             rest = rest // pblocks
             g = rest % groups
             n = rest // groups
-            p0 = pb * nc
-            np_ = nc if pb < pblocks - 1 else nc_last
+            p0 = pb * tiles_w // pblocks * nr
+            np_ = (pb + 1) * tiles_w // pblocks * nr - p0 if pb < pblocks - 1 else p_n - p0
             n_tiles = (np_ + nr - 1) // nr
             has_tail = tail > 0 and pb == pblocks - 1
             mp0 = mb * panels_per_mb

