@@ -460,9 +460,11 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
         tiles_w = tiles - 1
     cdef Py_ssize_t t_n = num_threads
     cdef Py_ssize_t img_units = n_img * groups
-    #  Pixel blocks differ by at most one tile (block pb: tiles [pb*T/B, (pb+1)*T/B)):
-    #  a 112x112 image's 523 tiles in 26 blocks of 20 or 21 tiles, 13 per thread -- in
-    #  25 blocks of 21 (the fewest of at most NC_MAX pixels) one thread idled for 1/13.
+    #  Pixel blocks differ by at most one tile (block pb: tiles [pb*T/B, (pb+1)*T/B)),
+    #  and their count is a multiple of the threads where that stays balanced: a
+    #  112x112 image's 523 tiles make 26 blocks of 20 or 21 on 2 threads (32 on 16, not
+    #  25 with 9 threads idle for the last round). On 2 threads the dynamic schedule
+    #  had already absorbed the odd block (benchmarks/ab.py: 1.00).
     cdef Py_ssize_t pblocks = (tiles_w + NC_MAX // nr - 1) // (NC_MAX // nr), pb_try
     if img_units * pblocks < 16 * t_n:
         pb_try = pblocks

@@ -950,8 +950,8 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
         elif (tuple(kernel) == x.shape[-nd:] and not any(p for pair in pads for p in pair)
                 and all(d == 1 for d in dilation) and divisor_override is None):
             # One window over the whole plane (ResNet's 7x7 average pool as ONNX writes
-            # it): the adaptive kernel's plane sum, 7x faster at 2048 x 7x7 than the
-            # windowed kernel's per-plane row set-up.
+            # it): the adaptive kernel's plane sum -- 34 us instead of the windowed
+            # kernel's 192 us at 2048 x 7x7 (its per-plane row set-up).
             _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3, None, False,
                                                   _threads(x.size * _READ_BOUND))
         else:
