@@ -230,6 +230,8 @@ def pooling():
         pool("Inception-v3 Mixed_6b avg", "avg_pool2d", 768, 17, 3, 1, 1),
         pool("ResNet-50 global avg", "global_avg_pool2d", 2048, 7, 7, 1),
         pool("ResNet-50 global avg b8", "global_avg_pool2d", 2048, 7, 7, 1, n=8),
+        # The same pool as ONNX exports of ResNet-50 write it: AveragePool 7x7 on 7x7.
+        pool("ResNet-50 avg 7x7 (ONNX form)", "avg_pool2d", 2048, 7, 7, 1),
     ]
 
 
