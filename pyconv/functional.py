@@ -326,16 +326,23 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
 # * F(2, 3) beats the GEMM kernel from 16 of its 2x2 tiles (16@8x8 b1: 1.2x; 64@4x4 b1
 #   = 4 tiles: 0.7x).
 # * The filter transform, paid per call unless the weights are read-only (then cached),
-#   costs 55 ns (F(4, 3)) and 16 ns (F(2, 3)) per C_out x C_in filter on one core:
-#   F(2, 3) still pays from about 196 output pixels (512@14x14 b1: 7.6 + 4.6 ms vs GEMM
-#   12.7, 1 thread), F(4, 3)'s extra transform only from about 2000 (128@28x28 b1).
+#   costs about 17-28 ns (F(4, 3)) and 9-14 ns (F(2, 3)) per C_out x C_in filter on one
+#   core (its output, 36 or 16 floats per filter, mostly goes to L3). With writable
+#   weights (2 threads, ms, GEMM / F(2, 3) / F(4, 3), transform included): F(2, 3) pays
+#   from 196 output pixels (128@14x14 b1 0.45 / 0.38 / 0.39, 256@14x14 1.66 / 1.39 /
+#   1.50, 512@14x14 6.31 / 6.16 / 15.3), F(4, 3) from about 500 (400: 128@20x20 0.95 /
+#   0.65 / 0.79; 576: 256@24x24 4.60 / 3.72 / 3.35; 784: 128@28x28 1.59 / 0.98 / 0.79)
+#   -- while its filter fits in half the L3: 384@28x28 (21 MB) 17.1 / 10.0 / 11.8,
+#   512@28x28 (38 MB) 25.9 / 18.0 / 19.3 (a fresh 38 MB array also pays its page faults
+#   on every call).
 _WINOGRAD_TILE = {"winograd": 4, "winograd2x2": 2}   # algorithm -> output tile m
 _WINOGRAD_MIN_CHANNELS = 16   # min(C_in, C_out), for either
 _WINOGRAD2_MIN_TILES = 16     # 2x2 tiles over the batch, for F(2, 3) at all
 _WINOGRAD4_MIN_TILES = 16     # 4x4 tiles over the batch, for F(4, 3)
 _WINOGRAD4_MIN_CHANNELS = 48
-_WINOGRAD_MIN_PIXELS = 2000   # output pixels over the batch: F(4, 3), transforming per call
+_WINOGRAD_MIN_PIXELS = 500    # output pixels over the batch: F(4, 3), transforming per call
 _WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
+_WINOGRAD_PER_CALL_BYTES = 16 << 20  # F(4, 3)'s filter, transformed per call: at most this
 # Transforms of read-only weights, kept for the next call: Winograd's filters (tag:
 # the tile m) and the transposed-convolution GEMM's transposed weights (tag "T").
 _TRANSFORM_CACHE = collections.OrderedDict()  # (tag, read-only weights) -> (weights, transform)
@@ -400,7 +407,8 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
         tiles4, tiles2 = n * -(-oh // 4) * -(-ow // 4), n * -(-oh // 2) * -(-ow // 2)
         cached = _frozen(w)   # transformed once, then from _TRANSFORM_CACHE
         if (tiles4 >= _WINOGRAD4_MIN_TILES and channels >= _WINOGRAD4_MIN_CHANNELS
-                and (cached or n * oh * ow >= _WINOGRAD_MIN_PIXELS)):
+                and (cached or (n * oh * ow >= _WINOGRAD_MIN_PIXELS
+                                and 36 * 4 * c_out * c_in <= _WINOGRAD_PER_CALL_BYTES))):
             return "winograd"
         if tiles2 >= _WINOGRAD2_MIN_TILES and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS):
             return "winograd2x2"

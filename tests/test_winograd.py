@@ -174,11 +174,12 @@ G = {4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 
      2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]])}
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 13), (17, 33), (2, 70)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 13), (17, 33), (2, 70), (3, 256), (2, 300), (1, 517)])
 def test_weights_transform_vs_float64(kernels, tile, shape):
     """u = G g G^T computed in double and rounded once: within half a float ulp of the
     float64 product (plus double rounding, relative to the filter's size), for channel
-    counts that are not multiples of the vector width; 1 and 3 threads bitwise equal."""
+    counts that are not multiples of the vector width nor of the transform's channel
+    block (256); 1 and 3 threads bitwise equal."""
     c_out, c_in = shape
     rng = np.random.default_rng(c_out * 100 + c_in)
     g = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
@@ -348,8 +349,10 @@ AUTO_CASES = [
     ((1, 16, 16, 8, 8, True), "winograd2_conv2d"),      # 16 2x2 tiles: pays
     ((1, 64, 64, 6, 6, True), "conv2d_igemm"),          # 9 2x2 tiles: too few
     ((1, 8, 64, 28, 28, True), "conv2d_igemm"),         # 8 input channels: too few
-    ((1, 128, 128, 28, 28, False), "winograd2_conv2d"),  # per call: F(4, 3)'s transform
-    ((4, 128, 128, 28, 28, False), "winograd_conv2d"),  # ... pays from 2000 pixels
+    ((1, 128, 128, 20, 20, False), "winograd2_conv2d"),  # per call: F(4, 3)'s transform
+    ((1, 128, 128, 28, 28, False), "winograd_conv2d"),  # ... pays from 500 pixels
+    ((1, 384, 384, 28, 28, False), "winograd2_conv2d"),  # ... while its filter is <= 16 MB
+    ((1, 512, 512, 14, 14, False), "winograd2_conv2d"),
     ((1, 512, 512, 7, 7, False), "conv2d_igemm"),       # F(2, 3)'s from 196 pixels
     ((4, 128, 128, 7, 7, False), "winograd2_conv2d"),
 ]
