@@ -579,8 +579,11 @@ def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] 
     out[g*C_out_g + o, c, j, l] = w[g*C_in_g + c, o, u0 + j*du, v0 + l*dv]
     for w (C_in, C_out/groups, kh, kw) and out (C_out, C_in/groups, th, tw); du, dv may
     be negative (the taps in reverse). One sequential pass over w (its rows are read
-    in order, the small output rows written in place) -- NumPy's fancy indexing with
-    a transpose took several times longer than the GEMM it feeds."""
+    in blocks of 32 input x 32 output channels, transposed into a local block whose rows
+    are then copied out whole -- NumPy's fancy indexing with a transpose took several
+    times longer than the GEMM it feeds. (Writing each value straight to its place, in
+    the order of w, put consecutive writes C_in/groups x th x tw floats apart, a power
+    of two for the usual channel counts: all in one cache set, every write missed L1.)"""
     cdef Py_ssize_t c_all = w.shape[0], c_out_g = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t c_in_g = c_all // groups, th = out.shape[2], tw = out.shape[3]
     if (out.shape[0] != c_out_g * groups or out.shape[1] != c_in_g or c_all % groups
@@ -589,12 +592,27 @@ def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] 
         raise ValueError("gather_phase_weights: inconsistent shapes or taps")
     cdef const floating* src
     cdef floating* dst
-    cdef Py_ssize_t i, o, j, l
+    cdef Py_ssize_t taps = th * tw, i, o, j, l, ib, ob, ni, no, g, c
+    cdef floating* block = <floating*>malloc(32 * 32 * taps * sizeof(floating))
+    if block == NULL:
+        raise MemoryError("gather_phase_weights: cannot allocate the transpose block")
     with nogil:
-        for i in range(c_all):
-            for o in range(c_out_g):
-                src = &w[i, o, 0, 0]
-                dst = &out[(i // c_in_g) * c_out_g + o, i % c_in_g, 0, 0]
-                for j in range(th):
-                    for l in range(tw):
-                        dst[j * tw + l] = src[(u0 + j * du) * kw + v0 + l * dv]
+        ib = 0
+        while ib < c_all:                  # a block never spans two groups: cut at them
+            g = ib // c_in_g
+            c = ib % c_in_g
+            ni = min(32, c_in_g - c)
+            for ob in range(0, c_out_g, 32):
+                no = min(32, c_out_g - ob)
+                for i in range(ni):        # block[o][i][tap] = the tap of w[ib + i, ob + o]
+                    for o in range(no):
+                        src = &w[ib + i, ob + o, 0, 0]
+                        dst = block + (o * ni + i) * taps
+                        for j in range(th):
+                            for l in range(tw):
+                                dst[j * tw + l] = src[(u0 + j * du) * kw + v0 + l * dv]
+                for o in range(no):
+                    memcpy(&out[g * c_out_g + ob + o, c, 0, 0], block + o * ni * taps,
+                           ni * taps * sizeof(floating))
+            ib = ib + ni
+    free(block)

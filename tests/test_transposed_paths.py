@@ -167,3 +167,29 @@ def test_col2im_caches_the_transposed_weights_of_read_only_weights(rng):
     for _ in range(2):
         assert_close(F.conv_transpose2d(x, w, b, 2, 1), expected)
         assert F._TRANSFORM_CACHE[F._cache_key(w, "T")][1].shape == (6 * 16, 48, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c_all, c_out_g, groups, k, taps", [
+    (70, 45, 1, (5, 4), ((4, -2), (3, -2))),    # blocks of 32 cut at 70 and 45
+    (70, 33, 2, (3, 3), ((0, 2), (2, -1))),     # 35 input channels per group: 32 + 3
+    (96, 64, 3, (2, 2), ((1, 1), (0, 1))),      # 32 per group: one block each
+    (1024, 64, 1, (2, 2), ((1, 1), (1, 1))),    # U-Net's 2x2/2: one tap per phase
+    (5, 1, 5, (4, 4), ((3, -2), (1, -1))),      # depthwise
+])
+def test_gather_phase_weights_matches_numpy(kernel_set, dtype, c_all, c_out_g, groups, k, taps):
+    """One phase's weights, gathered in blocks of 32 x 32 channels, equal NumPy's fancy
+    indexing with the transpose: out[g*C_out_g + o, c, j, l] = w[g*C_in_g + c, o, u, v]."""
+    rng = np.random.default_rng(c_all + c_out_g)
+    kh, kw = k
+    (u0, du), (v0, dv) = taps
+    th = len(range(u0, -1 if du < 0 else kh, du))
+    tw = len(range(v0, -1 if dv < 0 else kw, dv))
+    w = rng.standard_normal((c_all, c_out_g, kh, kw)).astype(dtype)
+    c_in_g = c_all // groups
+    rows, cols = u0 + du * np.arange(th), v0 + dv * np.arange(tw)
+    expect = (w[:, :, rows][:, :, :, cols].reshape(groups, c_in_g, c_out_g, th, tw)
+              .transpose(0, 2, 1, 3, 4).reshape(groups * c_out_g, c_in_g, th, tw))
+    out = np.full((groups * c_out_g, c_in_g, th, tw), np.nan, dtype)
+    kernel_set.gather_phase_weights(w, out, groups, u0, du, v0, dv)
+    assert np.array_equal(out, expect)
