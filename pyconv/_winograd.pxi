@@ -547,19 +547,25 @@ cdef extern from *:
 # output transform reads it from L2 right after the GEMMs wrote it.
 # F(2x2, 3x3) takes the same TB: 2, 4 and 8 NR measured within noise of each other
 # (64@56^2 ... 512@7^2, batch 1 and 8), 2 at most 5 % ahead.
-# Schedules (_winograd_conv2d): private when there are WINO_UNITS_PER_THREAD tile blocks
-# per thread, else shared, in chunks of tiles with V up to WINO_SHARED_BYTES (a 512-
-# channel F(4x4) layer at 28x28, 49 tiles, in one chunk: 10.0 ms instead of 12.0 in
-# two, batch 1, 2 threads), WINO_SHARED_UNITS panel units per thread (1, 2 and 4
-# measured within 5 % of each other; 2 balances a noisy machine). Against the private
-# schedule with split panels (2 threads, batch 1): 128@28 1.3x, 256@14 1.5x, 512@14
-# 1.3x, 512@7 b8 1.4x faster; F(2x2) 512@7 b8 5 % slower.
+# Schedules (_winograd_conv2d): private when there are WINO_PRIVATE_UNITS tile blocks
+# per thread (and 4 at least), else shared, in chunks of tiles with V up to
+# WINO_SHARED_BYTES (a 512-channel F(4x4) layer at 28x28, 49 tiles, in one chunk: 10.0
+# ms instead of 12.0 in two, batch 1, 2 threads), WINO_SHARED_UNITS panel units per
+# thread (1, 2 and 4 measured within 5 % of each other; 2 balances a noisy machine),
+# the input transform in WINO_UNITS_PER_THREAD channel blocks per thread. Against the
+# private schedule with split panels (2 threads, batch 1): 128@28 1.3x, 256@14 1.5x,
+# 512@14 1.3x, 512@7 b8 1.4x faster; F(2x2) 512@7 b8 5 % slower. But from 2 blocks per
+# thread the private one wins (V stays in the thread's L2; the shared V goes through
+# L3): it took 4 until 2026-11 -- 2 threads, F(4, 3) 64@14x14 b8 0.65x, 128@14 b8
+# 0.74x, 256@14 b8 0.90x, 64@28 b2 0.73x the time, F(2, 3) 512@7 b8 0.95x
+# (in-process A/B of the two builds).
 cdef enum:
     WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
     WINO_M_BYTES = 1 << 19
     WINO_SHARED_BYTES = 16 << 20
     WINO_UNITS_PER_THREAD = 4
+    WINO_PRIVATE_UNITS = 2
     WINO_SHARED_UNITS = 2
 
 from cython.parallel cimport threadid
@@ -707,7 +713,7 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
 cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int num_threads) noexcept nogil:
     """Units = blocks of tb tiles, each transforming its own input into a per-thread V
     (P x C_in x tb floats) and doing every output channel (_winograd_conv2d takes this
-    schedule only with WINO_UNITS_PER_THREAD blocks per thread; fewer go to
+    schedule only with WINO_PRIVATE_UNITS blocks per thread; fewer go to
     _wino_shared). Returns 1 when out of memory."""
     cdef Py_ssize_t vl = PYCONV_WVL, npt = L.npt, m = L.m
     cdef Py_ssize_t ldb = _wino_ldb(min(tiles, tb))
@@ -861,10 +867,19 @@ cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     cdef Py_ssize_t nblocks = (tiles_nr + tb_nr - 1) // tb_nr
     tb_nr = (tiles_nr + nblocks - 1) // nblocks
     cdef Py_ssize_t tblocks = (tiles + tb_nr * nr - 1) // (tb_nr * nr)
+    # Blocks of one NR tile where the threads' last round is then shorter by 15 %: the
+    # rounds of whole blocks decide a call's time (196 tiles = 9 NR: 5 blocks of 2 take
+    # 3 rounds of 2 on 2 threads, 9 of 1 take 5 rounds of 1; F(4, 3) 64@56x56 b1 0.80 ->
+    # 0.69 ms, F(2, 3) 128@28x28 b1 1.60 -> 1.14). Otherwise 2 (each block reads all of
+    # U: 784 tiles in blocks of 1 NR were 13 % slower at 64 channels).
+    if tb_nr > 1 and (tiles_nr + num_threads - 1) // num_threads * 20 <= (
+            (tblocks + num_threads - 1) // num_threads * tb_nr * 17):
+        tb_nr = 1
+        tblocks = tiles_nr
     cdef Py_ssize_t tb = tb_nr * nr
     cdef int failed
     with nogil:
-        if tblocks >= WINO_UNITS_PER_THREAD * num_threads:
+        if tblocks >= max(WINO_PRIVATE_UNITS * num_threads, 4):
             failed = _wino_private(&L, tiles, tb, num_threads)
         else:
             failed = _wino_shared(&L, tiles, num_threads)
