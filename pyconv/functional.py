@@ -317,12 +317,15 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
 # layer with 4x and 2.25x fewer multiplications. Measured on a 2-core AVX2 machine (2
 # threads, read-only weights, C_in = C_out; times in ms, F(4, 3) / F(2, 3) / GEMM):
 #
-# * F(4, 3) wins from 16 of its 4x4 tiles over the batch and 48 channels, at any row
-#   width: 256@14x14 b1 1.10 / 1.36 / 2.04, 128@14x14 b1 0.26 / 0.34, 128@7x7 b4 0.30 /
-#   0.35, 64@7x7 b8 0.23 / 0.26, 48@28x28 b1 0.16 / 0.23; the closest call 64@14x14 b8
-#   0.56 / 0.53. With 4 tiles (7x7 and 8x8 images at batch 1) it streams its 36 x C_out
-#   x C_in filter for too little work: 512@7x7 3.40 / 1.94 / 2.86, 256@8x8 0.60 / 0.35.
-#   Below 48 channels its transforms dominate: 32@56x56 b1 0.31 / 0.28.
+# * F(4, 3) wins from 16 of its 4x4 tiles over the batch and 32 channels, at any row
+#   width: 256@14x14 b1 1.10 / 1.36 / 2.04, 128@14x14 b1 0.26 / 0.34, 128@7x7 b4 0.44 /
+#   0.52, 64@14x14 b8 0.52 / 0.65, 32@112x112 b1 1.42 / 1.78, 32@28x28 b8 0.78 / 0.99;
+#   the closest calls 64@7x7 b8 0.27 / 0.27, 32@56x56 b1 0.43 / 0.45. With 4 tiles (7x7
+#   and 8x8 images at batch 1) it streams its 36 x C_out x C_in filter for too little
+#   work: 512@7x7 3.40 / 1.94 / 2.86, 256@8x8 0.60 / 0.35. Below 32 channels the two
+#   tie (16@56x56 b1 0.20 / 0.20, 24@56x56 0.37 / 0.36): F(2, 3), the more accurate.
+#   (The 32-channel threshold was 48 until F(4, 3)'s small layers took the private
+#   schedule, _winograd.pxi.)
 # * F(2, 3) beats the GEMM kernel from 16 of its 2x2 tiles (16@8x8 b1: 1.2x; 64@4x4 b1
 #   = 4 tiles: 0.7x).
 # * The filter transform, paid per call unless the weights are read-only (then cached),
@@ -339,7 +342,7 @@ _WINOGRAD_TILE = {"winograd": 4, "winograd2x2": 2}   # algorithm -> output tile 
 _WINOGRAD_MIN_CHANNELS = 16   # min(C_in, C_out), for either
 _WINOGRAD2_MIN_TILES = 16     # 2x2 tiles over the batch, for F(2, 3) at all
 _WINOGRAD4_MIN_TILES = 16     # 4x4 tiles over the batch, for F(4, 3)
-_WINOGRAD4_MIN_CHANNELS = 48
+_WINOGRAD4_MIN_CHANNELS = 32
 _WINOGRAD_MIN_PIXELS = 500    # output pixels over the batch: F(4, 3), transforming per call
 _WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
 _WINOGRAD_PER_CALL_BYTES = 16 << 20  # F(4, 3)'s filter, transformed per call: at most this

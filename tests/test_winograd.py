@@ -346,8 +346,8 @@ AUTO_CASES = [
     ((4, 128, 128, 7, 7, True), "winograd_conv2d"),     # 16 tiles over the batch
     ((3, 128, 128, 7, 7, True), "winograd2_conv2d"),    # 12
     ((8, 64, 64, 14, 14, True), "winograd_conv2d"),     # narrow rows: still F(4, 3)
-    ((1, 48, 48, 28, 28, True), "winograd_conv2d"),     # 48 channels: the threshold
-    ((1, 32, 32, 56, 56, True), "winograd2_conv2d"),    # 32: F(4, 3)'s transforms dominate
+    ((1, 32, 32, 28, 28, True), "winograd_conv2d"),     # 32 channels: the threshold
+    ((1, 24, 32, 56, 56, True), "winograd2_conv2d"),    # 24: F(4, 3) no faster
     ((1, 16, 16, 8, 8, True), "winograd2_conv2d"),      # 16 2x2 tiles: pays
     ((1, 64, 64, 6, 6, True), "conv2d_igemm"),          # 9 2x2 tiles: too few
     ((1, 8, 64, 28, 28, True), "conv2d_igemm"),         # 8 input channels: too few
