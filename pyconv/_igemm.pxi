@@ -593,7 +593,7 @@ def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] 
     cdef const floating* src
     cdef floating* dst
     cdef Py_ssize_t taps = th * tw, i, o, j, l, ib, ob, ni, no, g, c
-    cdef floating* block = <floating*>malloc(32 * 32 * taps * sizeof(floating))
+    cdef floating* block = <floating*>malloc(32 * 32 * max(taps, 1) * sizeof(floating))
     if block == NULL:
         raise MemoryError("gather_phase_weights: cannot allocate the transpose block")
     with nogil:
