@@ -3,6 +3,7 @@ in one process, calls alternated.
 
     python benchmarks/ab.py --base HEAD                   # ResNet-50 / VGG shapes, batch 1
     python benchmarks/ab.py --base 2e0fe28 --shapes 1x3x224:64k7s2p3 1x512x14:512k3p1
+    python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -14,8 +15,9 @@ another module name, with setup.py's flags) and imports it beside the working tr
 build (which must be built: ``python setup.py build_ext --inplace``).
 
 Output per shape: both medians and new / base time (< 1: the working tree is faster).
-Only the raw kernel entry ``conv2d_igemm`` is timed (no Python checks, no algorithm
-choice). A direction for development, not a benchmark result: the suites
+Only a raw kernel entry is timed (no Python checks, no algorithm choice): ``conv2d_igemm``,
+or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
+transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed). A direction for development, not a benchmark result: the suites
 (benchmarks/run.py) compare pyconv with its peers.
 """
 
@@ -87,15 +89,25 @@ def parse_shape(text):
     return n, c, h, o, k, s, p
 
 
-def ab(base, new, shape, threads, pairs, rng):
+def ab(base, new, shape, threads, pairs, rng, kernel="gemm"):
     n, c, h, o, k, s, p = shape
     oh = (h + 2 * p - k) // s + 1
     x = rng.standard_normal((n, c, h, h), dtype=np.float32)
     w = (rng.standard_normal((o, c, k, k), dtype=np.float32) * np.sqrt(2 / (c * k * k))).astype(np.float32)
     b = rng.standard_normal(o, dtype=np.float32)
     y0, y1 = np.empty((n, o, oh, oh), np.float32), np.empty((n, o, oh, oh), np.float32)
-    args = (s, s, p, p, 1, 1, 1, -np.inf, np.inf, threads)
-    calls = [lambda: base.conv2d_igemm(x, w, b, y0, *args), lambda: new.conv2d_igemm(x, w, b, y1, *args)]
+    if kernel == "gemm":
+        args = (s, s, p, p, 1, 1, 1, -np.inf, np.inf, threads)
+        calls = [lambda: base.conv2d_igemm(x, w, b, y0, *args),
+                 lambda: new.conv2d_igemm(x, w, b, y1, *args)]
+    else:
+        m = 4 if kernel == "winograd" else 2
+        u = np.empty(((m + 2) ** 2, o, c), np.float32)
+        (new.winograd_weights if m == 4 else new.winograd2_weights)(w, u, threads)
+        name = "winograd_conv2d" if m == 4 else "winograd2_conv2d"
+        args = (p, p, -np.inf, np.inf, threads)
+        calls = [lambda: getattr(base, name)(x, u, b, y0, *args),
+                 lambda: getattr(new, name)(x, u, b, y1, *args)]
     for call in calls * 3:
         call()
     if not np.array_equal(y0, y1):
@@ -118,6 +130,8 @@ def main(argv=None):
                     help="kernel set built for both (default avx2; the CPU must have it)")
     ap.add_argument("--shapes", nargs="+", default=["resnet50"],
                     help="NxCxH:OkK[sS][pP] shapes or presets: " + ", ".join(PRESETS))
+    ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2"],
+                    help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of calls per shape (default 3)")
     opts = ap.parse_args(argv)
@@ -125,18 +139,22 @@ def main(argv=None):
     import pyconv
     new = importlib.import_module(f"pyconv._kernels_{opts.set}")
     shapes = [s for name in opts.shapes for s in PRESETS.get(name, [name])]
+    if opts.kernel != "gemm":
+        shapes = [s for s in shapes if parse_shape(s)[4:6] == (3, 1)] or sys.exit(
+            f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         base = build_base(opts.base, opts.set, workdir)
         print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, "
-              f"{opts.threads} threads; new/base < 1: the working tree is faster")
+              f"kernel {opts.kernel}, {opts.threads} threads; new/base < 1: the working tree "
+              f"is faster")
         for text in shapes:
             shape = parse_shape(text)
             t = time.perf_counter()
-            ab(base, new, shape, opts.threads, 2, rng)
+            ab(base, new, shape, opts.threads, 2, rng, opts.kernel)
             once = max((time.perf_counter() - t) / 10, 1e-5)
             pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1
-            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng)
+            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel)
             print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
                   f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
 
