@@ -112,6 +112,7 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
  * registers by GCC (it spilled all 12 accumulators to the stack on every k), named
  * locals always are. PYCONV_ROWS(X) applies X to every row index m < MR. */
 #define PYCONV_ROWS4(X) X(0) X(1) X(2) X(3)
+#define PYCONV_ROWS6(X) PYCONV_ROWS4(X) X(4) X(5)
 #define PYCONV_ROWS8(X) PYCONV_ROWS4(X) X(4) X(5) X(6) X(7)
 #if PYCONV_MR == 8
 #define PYCONV_ROWS PYCONV_ROWS8
@@ -140,17 +141,18 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
       PYCONV_STORE1(m, 0)                                                          \
       if (nv > 1) PYCONV_STORE1(m, 1)                                              \
       if (nv > 2) PYCONV_STORE1(m, 2) }
-#define PYCONV_UKR_BODY                                                            \
-    PYCONV_ROWS(PYCONV_ACC_DECL)                                                   \
+#define PYCONV_UKR_BODY_ROWS(ROWS)                                                 \
+    ROWS(PYCONV_ACC_DECL)                                                          \
     for (int64_t k = 0; k < kc; k++) {                                             \
         const S *bk = B + k * ldb;                                                 \
         V b0 = *(const V *)bk, b1 = b0, b2 = b0;                                   \
         if (nv > 1) b1 = *(const V *)(bk + VL);                                    \
         if (nv > 2) b2 = *(const V *)(bk + 2 * VL);                                \
-        PYCONV_ROWS(PYCONV_ACC_FMA)                                                \
+        ROWS(PYCONV_ACC_FMA)                                                       \
     }                                                                              \
     V lov = (V){0} + lo, hiv = (V){0} + hi;                                        \
-    PYCONV_ROWS(PYCONV_ACC_STORE)
+    ROWS(PYCONV_ACC_STORE)
+#define PYCONV_UKR_BODY PYCONV_UKR_BODY_ROWS(PYCONV_ROWS)
 
 /* The tile, C (+)= A * B on MR rows x nv vectors (nv = 3: the full NR); mr < MR
  * and nv < 3 only when called by the edge variant, into its local tile. nv is a
@@ -205,6 +207,42 @@ static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, cons
 {
     pyconv_ukr_f64_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR, 3);
 }
+
+/* A narrow tile of 6 rows x 2 vectors, where there are 16 vector registers (MR = 4):
+ * C (+)= A * B as pyconv_ukr_f32 computes it, without bias, for a B of just two
+ * vectors of columns (Winograd's 16 tiles of a 14x14 image, or of a batch of 7x7
+ * ones). The MR x 2 tile has 8 accumulators -- as many FMAs as the two pipes hold in
+ * flight, so every late broadcast stalls them (the 8-accumulator tile ran 63 % of a
+ * 256@14x14 F(4x4) layer); this one has 12. Each sum is the full tile's, bitwise:
+ * the same products in the same order. PYCONV_WIDE_MR: its rows, 0 where absent. */
+#if PYCONV_MR == 4
+#define PYCONV_WIDE_MR 6
+static inline void pyconv_ukr_f32_6x2(int64_t kc, const float *restrict A, int64_t lda,
+                                      const float *restrict B, int64_t ldb,
+                                      float *restrict C, int64_t ldc, int accumulate)
+{
+    typedef float S;
+    typedef pyconv_vf V;
+    typedef pyconv_vfu VU;
+    enum { VL = PYCONV_VBYTES / 4 };
+    const int nv = 2;
+    const int64_t mr = 6;
+    const float *bias = 0;
+    const float lo = 0, hi = 0;
+#define BCAST PYCONV_BCAST_F
+#define CLAMP pyconv_clamp_float
+    PYCONV_UKR_BODY_ROWS(PYCONV_ROWS6)
+#undef CLAMP
+#undef BCAST
+}
+#else
+#define PYCONV_WIDE_MR 0
+static inline void pyconv_ukr_f32_6x2(int64_t kc, const float *A, int64_t lda, const float *B,
+                                      int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    (void)kc; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)accumulate;
+}
+#endif
 
 /* Edge tile: only the first mr rows and nr columns of C exist. The same arithmetic
  * as the full tile, in the same order: C + sum, + bias, clamp. With every row and a

@@ -98,6 +98,9 @@ CASES = [
     (2, 70, 10, 14, 66, (1, 1, 1, 1)),     # > 64 channels; 66 = edge panel
     (1, 67, 12, 12, 70, (0, 1, 0, 1)),
     (1, 300, 6, 9, 10, (1, 1, 1, 1)),      # C_in > KC = 256: two K blocks
+    (1, 20, 14, 14, 26, (1, 1, 1, 1)),     # 16 tiles (F(4x4)): 6-row tiles, 2 rows left
+    (1, 9, 7, 7, 8, (1, 1, 1, 1)),         # 16 tiles (F(2x2)): one 6-row tile + 2 rows
+    (3, 17, 8, 8, 31, (0, 0, 0, 0)),       # 3 x 9 tiles, 6-row tiles and a short panel
     (5, 3, 30, 30, 4, (1, 1, 1, 1)),       # many tiles: several tile blocks
     (1, 16, 2, 30, 24, (1, 2, 0, 1)),      # a thin image
     (1, 9, 30, 1, 11, (2, 1, 1, 1)),
