@@ -114,6 +114,7 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
 #define PYCONV_ROWS4(X) X(0) X(1) X(2) X(3)
 #define PYCONV_ROWS6(X) PYCONV_ROWS4(X) X(4) X(5)
 #define PYCONV_ROWS8(X) PYCONV_ROWS4(X) X(4) X(5) X(6) X(7)
+#define PYCONV_ROWS12(X) PYCONV_ROWS8(X) X(8) X(9) X(10) X(11)
 #if PYCONV_MR == 8
 #define PYCONV_ROWS PYCONV_ROWS8
 #else
@@ -208,40 +209,47 @@ static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, cons
     pyconv_ukr_f64_rows(kc, A, lda, B, ldb, C, ldc, accumulate, bias, lo, hi, PYCONV_MR, 3);
 }
 
-/* A narrow tile of 6 rows x 2 vectors, where there are 16 vector registers (MR = 4):
- * C (+)= A * B as pyconv_ukr_f32 computes it, without bias, for a B of just two
- * vectors of columns (Winograd's 16 tiles of a 14x14 image, or of a batch of 7x7
- * ones). The MR x 2 tile has 8 accumulators -- as many FMAs as the two pipes hold in
- * flight, so every late broadcast stalls them (the 8-accumulator tile ran 63 % of a
- * 256@14x14 F(4x4) layer); this one has 12. Each sum is the full tile's, bitwise:
- * the same products in the same order. PYCONV_WIDE_MR: its rows, 0 where absent. */
+/* Narrow tiles, where there are 16 vector registers (MR = 4): 6 rows x 2 vectors and
+ * 12 rows x 1 vector. C (+)= A * B as pyconv_ukr_f32 computes it, without bias, for a
+ * B of just two vectors of columns (Winograd's 16 tiles of a 14x14 image, or of a batch
+ * of 7x7 ones), or one (the 8 tiles left of a block of 32). The MR x 2 tile has 8
+ * accumulators -- as many FMAs as the two pipes hold in flight, so every late
+ * broadcast stalls them (it ran 63 % of a 256@14x14 F(4x4) layer) -- MR x 1 only 4;
+ * these have 12. Each sum is the full tile's, bitwise: the same products in the same
+ * order. PYCONV_WIDE_MR2 / PYCONV_WIDE_MR1: their rows, 0 where absent. */
+#define PYCONV_UKR_NARROW(NAME, ROWS, MR_, NV_)                                     \
+    static inline void NAME(int64_t kc, const float *restrict A, int64_t lda,       \
+                            const float *restrict B, int64_t ldb, float *restrict C, \
+                            int64_t ldc, int accumulate)                           \
+    {                                                                              \
+        typedef float S;                                                           \
+        typedef pyconv_vf V;                                                       \
+        typedef pyconv_vfu VU;                                                     \
+        enum { VL = PYCONV_VBYTES / 4 };                                           \
+        const int nv = NV_;                                                        \
+        const int64_t mr = MR_;                                                    \
+        const float *bias = 0;                                                     \
+        const float lo = 0, hi = 0;                                                \
+        PYCONV_UKR_BODY_ROWS(ROWS)                                                 \
+    }
 #if PYCONV_MR == 4
-#define PYCONV_WIDE_MR 6
-static inline void pyconv_ukr_f32_6x2(int64_t kc, const float *restrict A, int64_t lda,
-                                      const float *restrict B, int64_t ldb,
-                                      float *restrict C, int64_t ldc, int accumulate)
-{
-    typedef float S;
-    typedef pyconv_vf V;
-    typedef pyconv_vfu VU;
-    enum { VL = PYCONV_VBYTES / 4 };
-    const int nv = 2;
-    const int64_t mr = 6;
-    const float *bias = 0;
-    const float lo = 0, hi = 0;
+#define PYCONV_WIDE_MR2 6
+#define PYCONV_WIDE_MR1 12
 #define BCAST PYCONV_BCAST_F
 #define CLAMP pyconv_clamp_float
-    PYCONV_UKR_BODY_ROWS(PYCONV_ROWS6)
+PYCONV_UKR_NARROW(pyconv_ukr_f32_6x2, PYCONV_ROWS6, 6, 2)
+PYCONV_UKR_NARROW(pyconv_ukr_f32_12x1, PYCONV_ROWS12, 12, 1)
 #undef CLAMP
 #undef BCAST
-}
 #else
-#define PYCONV_WIDE_MR 0
+#define PYCONV_WIDE_MR2 0
+#define PYCONV_WIDE_MR1 0
 static inline void pyconv_ukr_f32_6x2(int64_t kc, const float *A, int64_t lda, const float *B,
                                       int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
     (void)kc; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)accumulate;
 }
+#define pyconv_ukr_f32_12x1 pyconv_ukr_f32_6x2
 #endif
 
 /* Edge tile: only the first mr rows and nr columns of C exist. The same arithmetic

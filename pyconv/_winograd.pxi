@@ -673,11 +673,12 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
         then the output transform of the block (A^T m A + bias, clamp) into y.
     The NR-tile column is outside the panel loop: its B tile (KC x NR) stays in L1
     while the panels' A rows stream past it. A column of two vectors (16 tiles, on
-    AVX2) goes 6 rows at a time where the set has that kernel (PYCONV_WIDE_MR)."""
+    AVX2) goes 6 rows at a time, one of one vector 12 rows at a time, where the set has
+    those kernels (PYCONV_WIDE_MR2, PYCONV_WIDE_MR1)."""
     cdef Py_ssize_t nr = PYCONV_NR_F32, vl = PYCONV_WVL, c_in = L.c_in, c_out = L.c_out
     cdef Py_ssize_t nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
     cdef Py_ssize_t n_j = (nt_v + nr - 1) // nr, n_kb = (c_in + KC - 1) // KC
-    cdef Py_ssize_t pb0, pb1, o0, n_o, t, kb, k0, kc, p, j, mr, nrj, r0
+    cdef Py_ssize_t pb0, pb1, o0, n_o, t, kb, k0, kc, p, j, mr, nrj, r0, wide
     cdef const float* a_panel
     cdef const float* b_tile
     cdef float* c_tile
@@ -695,13 +696,20 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                     nrj = min(nt_v - j * nr, nr)
                     b_tile = v + t * ldt_v + k0 * ldb + j * nr
                     p = pb0
-                    if PYCONV_WIDE_MR and nrj == 2 * vl:
-                        r0 = 0                  # rows of the M block, 6 at a time
-                        while r0 + PYCONV_WIDE_MR <= n_o:
-                            pyconv_ukr_f32_6x2(kc, L.u + (t * c_out + o0 + r0) * c_in + k0, c_in,
-                                               b_tile, ldb, mbuf + t * ldt_m + r0 * ldb + j * nr,
-                                               ldb, kb > 0)
-                            r0 = r0 + PYCONV_WIDE_MR
+                    wide = (PYCONV_WIDE_MR2 if nrj == 2 * vl else
+                            PYCONV_WIDE_MR1 if nrj == vl else 0)
+                    if wide:
+                        r0 = 0                  # rows of the M block, 6 or 12 at a time
+                        while r0 + wide <= n_o:
+                            if wide == PYCONV_WIDE_MR2:
+                                pyconv_ukr_f32_6x2(kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
+                                                   c_in, b_tile, ldb,
+                                                   mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
+                            else:
+                                pyconv_ukr_f32_12x1(kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
+                                                    c_in, b_tile, ldb,
+                                                    mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
+                            r0 = r0 + wide
                         if r0 % PYCONV_MR:      # the rest of a panel begun: on its own
                             if r0 < n_o:
                                 pyconv_ukr_f32_edge(kc, L.u + (t * c_out + o0 + r0) * c_in + k0,

@@ -100,7 +100,8 @@ CASES = [
     (1, 300, 6, 9, 10, (1, 1, 1, 1)),      # C_in > KC = 256: two K blocks
     (1, 20, 14, 14, 26, (1, 1, 1, 1)),     # 16 tiles (F(4x4)): 6-row tiles, 2 rows left
     (1, 9, 7, 7, 8, (1, 1, 1, 1)),         # 16 tiles (F(2x2)): one 6-row tile + 2 rows
-    (3, 17, 8, 8, 31, (0, 0, 0, 0)),       # 3 x 9 tiles, 6-row tiles and a short panel
+    (3, 17, 8, 8, 31, (0, 0, 0, 0)),       # 3 x 9 tiles (F(2x2)): 12-row tiles, a short panel
+    (2, 20, 7, 7, 26, (1, 1, 1, 1)),       # 8 tiles (F(4x4)): 12-row tiles, 2 rows left
     (5, 3, 30, 30, 4, (1, 1, 1, 1)),       # many tiles: several tile blocks
     (1, 16, 2, 30, 24, (1, 2, 0, 1)),      # a thin image
     (1, 9, 30, 1, 11, (2, 1, 1, 1)),
