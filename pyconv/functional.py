@@ -25,8 +25,9 @@ PyTorch (keyword-compatible, as ONNX and TensorFlow models need):
   'gemm' unless a group has fewer than 8 output channels (depthwise layers), else
   'direct'. ``algorithm='direct'`` gives PyTorch-level accuracy. Transposed convolution
   takes 'auto', 'gemm' and 'direct'; 'gemm' is, by shape, one outer-product GEMM (a 1x1
-  input without padding), GEMM + col2im (inputs up to twice the weights' size, >= 32
-  input channels, one group) or stride-phase sub-correlations on the GEMM kernel;
+  input without padding), GEMM + col2im (inputs up to twice the weights' size, or
+  windows that do not overlap, as 2x2/2; >= 32 input channels, one group) or
+  stride-phase sub-correlations on the GEMM kernel;
   'auto' runs 'gemm' unless a group has fewer than 8 output channels and fewer than 64
   taps per phase;
 * true convolution (the flipped kernel): :func:`convolve1d`, :func:`convolve2d`.
@@ -574,19 +575,27 @@ def _conv_transpose_outer(x4, w4, bc, y4, clamp):
 _COL2IM_MAX_BYTES = 64 << 20
 
 
-def _col2im_pays(x4, w4, groups):
+def _col2im_pays(x4, w4, groups, stride, dilation):
     """GEMM + col2im rather than stride phases: for inputs up to twice the weights' size
-    (a generator's early layers, decoders' first up-convolutions). The phases gather
+    (a generator's early layers, decoders' first up-convolutions), and for any input
+    when the windows do not overlap (kernel <= stride: U-Net's 2x2/2). The phases gather
     and transpose every weight per call (a 512 x 256 x 4 x 4 layer: 8 MiB read four
     times) and, on small inputs, run GEMMs a few tiles wide; col2im transposes only
     the input and runs one GEMM as wide as C_out*kh*kw, but then adds 1/C_in of its
     multiply-adds again, scattered: not for few input channels. Measured (2 threads,
     phases -> col2im): 128->64 4x4/2 @16 b8 (x = 2 w) 5.4 -> 4.8 ms, 1024->512 2x2/2
-    @28 (0.4 w) 40 -> 25 ms; 512->256 2x2/2 @52 (2.6 w) 23 -> 30 ms, 21->21 32x32/16
-    @32 (0.05 w, 21 channels) 29 -> 31 ms."""
+    @28 (0.4 w) 40 -> 25 ms; 21->21 32x32/16 @32 (0.05 w, 21 channels) 29 -> 31 ms.
+    Without overlaps col2im adds each output once, in parallel, where the phases copy
+    theirs into place on one thread (2 threads, in-process alternation, 2026-11):
+    512->256 2x2/2 @52 (2.6 w) 27.3 -> 24.0 ms, 256->128 @100 30.0 -> 23.4, 128->64
+    @196 39.2 -> 29.4, 32->32 @64 b4 5.5 -> 3.2, 512->256 @14 b8 20.2 -> 18.2. The price:
+    the cols buffer, for such layers the size of the output (the phases hold a
+    quarter of it), within _COL2IM_MAX_BYTES."""
     n, c_in, h, w = x4.shape
     cols = n * h * w * w4[0].size * x4.itemsize
-    return (groups == 1 and c_in >= 32 and x4.size <= 2 * w4.size
+    kh, kw = w4.shape[2:]
+    disjoint = all((k - 1) * d + 1 <= s for k, d, s in zip((kh, kw), dilation, stride))
+    return (groups == 1 and c_in >= 32 and (x4.size <= 2 * w4.size or disjoint)
             and cols <= _COL2IM_MAX_BYTES)
 
 
@@ -691,7 +700,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                 k_phase = (c_in // groups) * -(-kh // sh) * -(-kw // sw)
                 algorithm = ("direct" if _narrow(c_out // groups) and k_phase < _GEMM_MIN_TAPS
                              else "gemm")
-            if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups):
+            if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups, (sh, sw), (dh, dw)):
                 algorithm = "col2im"
             if algorithm == "outer":
                 _conv_transpose_outer(x4, w4, bc, y4, clamp)

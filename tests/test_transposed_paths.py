@@ -108,10 +108,13 @@ def test_threads_bitwise(rng, shape):
     (1, 50, (7, 7), 16, (2, 2), 2, 0, 0, 1),       # U-Net-like: patches that do not overlap
     (2, 32, (1, 6), 3, (1, 7), (1, 3), (0, 2), 0, 1),  # a 1-D-like row
     (2, 64, (2, 2), 4, (9, 9), 4, 6, 3, 1),        # padding that crops most of each patch
+    (1, 32, (30, 29), 16, (2, 2), 2, 0, 0, 1),     # windows apart, input 28x the weights
+    (2, 32, (9, 11), 8, (2, 3), (4, 5), (1, 0), (2, 0), (2, 2)),  # apart by dilation
 ])
 def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, padding,
                      output_padding, dilation):
-    """Inputs no larger than the weights: GEMM + col2im (the path is checked to run)."""
+    """Inputs up to twice the weights' size, or windows that do not overlap: GEMM +
+    col2im (the path is checked to run)."""
     calls = []
     original = F._conv_transpose_col2im
     monkeypatch.setattr(F, "_conv_transpose_col2im", lambda *a: calls.append(1) or original(*a))
@@ -193,3 +196,14 @@ def test_gather_phase_weights_matches_numpy(kernel_set, dtype, c_all, c_out_g, g
     out = np.full((groups * c_out_g, c_in_g, th, tw), np.nan, dtype)
     kernel_set.gather_phase_weights(w, out, groups, u0, du, v0, dv)
     assert np.array_equal(out, expect)
+
+
+def test_large_input_with_overlapping_windows_takes_the_phases(rng, monkeypatch):
+    """4x4/2 windows overlap: with an input far larger than the weights the stride
+    phases run, not col2im (which would add 1/C_in of the products again, scattered)."""
+    calls = []
+    original = F._conv_transpose_col2im
+    monkeypatch.setattr(F, "_conv_transpose_col2im", lambda *a: calls.append(1) or original(*a))
+    x, w, b = _layer(rng, 1, 32, (24, 24), 16, (4, 4), np.float32)
+    assert_close(F.conv_transpose2d(x, w, b, 2, 1), ref.conv_transpose2d(x, w, b, 2, 1))
+    assert not calls
