@@ -61,10 +61,8 @@ cdef extern from "_ukernel.h" nogil:
                          double hi, int64_t mr, int64_t nt)
     int PYCONV_WIDE_MR2
     int PYCONV_WIDE_MR1
-    void pyconv_ukr_f32_6x2(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                            float* C, int64_t ldc, int accumulate)
-    void pyconv_ukr_f32_12x1(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                             float* C, int64_t ldc, int accumulate)
+    void pyconv_ukr_f32_narrow(int64_t rows, int64_t kc, const float* A, int64_t lda,
+                               const float* B, int64_t ldb, float* C, int64_t ldc, int accumulate)
     void pyconv_gather2_f32(float* dst, const float* src, int64_t n)
     void pyconv_gather2_f64(double* dst, const double* src, int64_t n)
     void pyconv_ukr_f64_edge(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,

@@ -244,13 +244,24 @@ PYCONV_UKR_NARROW(pyconv_ukr_f32_12x1, PYCONV_ROWS12, 12, 1)
 #else
 #define PYCONV_WIDE_MR2 0
 #define PYCONV_WIDE_MR1 0
-static inline void pyconv_ukr_f32_6x2(int64_t kc, const float *A, int64_t lda, const float *B,
-                                      int64_t ldb, float *C, int64_t ldc, int accumulate)
-{
-    (void)kc; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc; (void)accumulate;
-}
-#define pyconv_ukr_f32_12x1 pyconv_ukr_f32_6x2
 #endif
+
+/* The narrow tile of `rows` rows (PYCONV_WIDE_MR2: 2 vectors, PYCONV_WIDE_MR1: 1);
+ * never called where both are 0. */
+static inline void pyconv_ukr_f32_narrow(int64_t rows, int64_t kc, const float *A, int64_t lda,
+                                         const float *B, int64_t ldb, float *C, int64_t ldc,
+                                         int accumulate)
+{
+#if PYCONV_MR == 4
+    if (rows == PYCONV_WIDE_MR2)
+        pyconv_ukr_f32_6x2(kc, A, lda, B, ldb, C, ldc, accumulate);
+    else
+        pyconv_ukr_f32_12x1(kc, A, lda, B, ldb, C, ldc, accumulate);
+#else
+    (void)rows; (void)kc; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
+    (void)accumulate;
+#endif
+}
 
 /* Edge tile: only the first mr rows and nr columns of C exist. The same arithmetic
  * as the full tile, in the same order: C + sum, + bias, clamp. With every row and a

@@ -701,14 +701,9 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                     if wide:
                         r0 = 0                  # rows of the M block, 6 or 12 at a time
                         while r0 + wide <= n_o:
-                            if wide == PYCONV_WIDE_MR2:
-                                pyconv_ukr_f32_6x2(kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
-                                                   c_in, b_tile, ldb,
-                                                   mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
-                            else:
-                                pyconv_ukr_f32_12x1(kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
-                                                    c_in, b_tile, ldb,
-                                                    mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
+                            pyconv_ukr_f32_narrow(wide, kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
+                                                  c_in, b_tile, ldb,
+                                                  mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
                             r0 = r0 + wide
                         if r0 % PYCONV_MR:      # the rest of a panel begun: on its own
                             if r0 < n_o:
