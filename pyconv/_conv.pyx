@@ -664,6 +664,50 @@ def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
             _clamp_plane(dst, oh_n * ow_n, flo, fhi)
 
 
+def interleave_phases(const floating[::1] phases, const Py_ssize_t[::1] offsets,
+                      floating[:, :, :, ::1] y, Py_ssize_t sh, Py_ssize_t sw, int num_threads):
+    """y[n, c, qh*sh + rh, qw*sw + rw] = P[rh*sw + rw][n, c, qh, qw]: the stride phases of
+    a transposed convolution, computed apart, woven into their output.
+
+    Phase p = rh*sw + rw (rh < sh, rw < sw; only those with rh < OH and rw < OW) is the
+    C-contiguous (N, C, ceil((OH - rh)/sh), ceil((OW - rw)/sw)) array that starts at
+    phases[offsets[p]]. A unit is one output plane (n, c), written once, row by row
+    in order: each output row reads one row of each of its sw phases (a NumPy copy
+    into y[:, :, rh::sh, rw::sw] per phase wrote every output line sh*sw times over,
+    on one thread)."""
+    cdef Py_ssize_t n_img = y.shape[0], c_all = y.shape[1], oh_n = y.shape[2], ow_n = y.shape[3]
+    if sh < 1 or sw < 1 or offsets.shape[0] < sh * sw:
+        raise ValueError("interleave_phases: strides must be >= 1, with an offset per phase")
+    if y.size == 0:
+        return
+    cdef Py_ssize_t p, rh, rw, hp, wp, end = 0
+    for rh in range(min(sh, oh_n)):
+        for rw in range(min(sw, ow_n)):
+            p = rh * sw + rw
+            hp = (oh_n - rh + sh - 1) // sh
+            wp = (ow_n - rw + sw - 1) // sw
+            end = offsets[p] + n_img * c_all * hp * wp
+            if offsets[p] < 0 or end > phases.shape[0]:
+                raise ValueError(f"interleave_phases: phase ({rh}, {rw}) lies outside phases")
+    cdef const floating* pp = &phases[0]
+    cdef const Py_ssize_t* op = &offsets[0]
+    cdef floating* yp = &y[0, 0, 0, 0]
+    cdef Py_ssize_t plane, oh, q
+    cdef const floating* src
+    cdef floating* row
+    with nogil:
+        for plane in prange(n_img * c_all, num_threads=num_threads, schedule="static"):
+            for oh in range(oh_n):
+                rh = oh % sh
+                hp = (oh_n - rh + sh - 1) // sh
+                row = yp + (plane * oh_n + oh) * ow_n
+                for rw in range(min(sw, ow_n)):
+                    wp = (ow_n - rw + sw - 1) // sw
+                    src = pp + op[rh * sw + rw] + (plane * hp + oh // sh) * wp
+                    for q in range(wp):
+                        row[q * sw + rw] = src[q]
+
+
 # ---------------------------------------------------------------------------------------
 # Residual join: y = clamp(a + b), the Add (+ ReLU) after a ResNet block
 # ---------------------------------------------------------------------------------------

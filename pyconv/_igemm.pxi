@@ -578,45 +578,58 @@ def c_api():
 
 def gather_phase_weights(const floating[:, :, :, ::1] w, floating[:, :, :, ::1] out,
                          Py_ssize_t groups, Py_ssize_t u0, Py_ssize_t du,
-                         Py_ssize_t v0, Py_ssize_t dv):
+                         Py_ssize_t v0, Py_ssize_t dv, int num_threads=1):
     """One stride phase of transposed-convolution weights as correlation weights:
     out[g*C_out_g + o, c, j, l] = w[g*C_in_g + c, o, u0 + j*du, v0 + l*dv]
     for w (C_in, C_out/groups, kh, kw) and out (C_out, C_in/groups, th, tw); du, dv may
-    be negative (the taps in reverse). One sequential pass over w (its rows are read
-    in blocks of 32 input x 32 output channels, transposed into a local block whose rows
-    are then copied out whole -- NumPy's fancy indexing with a transpose took several
-    times longer than the GEMM it feeds. (Writing each value straight to its place, in
-    the order of w, put consecutive writes C_in/groups x th x tw floats apart, a power
-    of two for the usual channel counts: all in one cache set, every write missed L1.)"""
+    be negative (the taps in reverse). One pass over w, in blocks of 32 input x 32
+    output channels transposed into a local block whose rows are then copied out
+    whole -- NumPy's fancy indexing with a transpose took several times longer than
+    the GEMM it feeds. (Writing each value straight to its place, in the order of w,
+    put consecutive writes C_in/groups x th x tw floats apart, a power of two for the
+    usual channel counts: all in one cache set, every write missed L1.) A unit is a
+    row of blocks (32 input channels, never across a group): each writes its own
+    columns of out, so threads share nothing but the read of w."""
     cdef Py_ssize_t c_all = w.shape[0], c_out_g = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t c_in_g = c_all // groups, th = out.shape[2], tw = out.shape[3]
     if (out.shape[0] != c_out_g * groups or out.shape[1] != c_in_g or c_all % groups
             or u0 < 0 or u0 >= kh or u0 + (th - 1) * du < 0 or u0 + (th - 1) * du >= kh
             or v0 < 0 or v0 >= kw or v0 + (tw - 1) * dv < 0 or v0 + (tw - 1) * dv >= kw):
         raise ValueError("gather_phase_weights: inconsistent shapes or taps")
+    if out.size == 0:
+        return
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef floating* outp = &out[0, 0, 0, 0]
     cdef const floating* src
     cdef floating* dst
-    cdef Py_ssize_t taps = th * tw, i, o, j, l, ib, ob, ni, no, g, c
-    cdef floating* block = <floating*>malloc(32 * 32 * max(taps, 1) * sizeof(floating))
-    if block == NULL:
-        raise MemoryError("gather_phase_weights: cannot allocate the transpose block")
-    with nogil:
-        ib = 0
-        while ib < c_all:                  # a block never spans two groups: cut at them
-            g = ib // c_in_g
-            c = ib % c_in_g
+    cdef Py_ssize_t taps = th * tw, blocks_g = (c_in_g + 31) // 32
+    cdef Py_ssize_t unit, i, o, j, l, ib, ob, ni, no, g, c
+    cdef floating* block
+    cdef int failed = 0
+    cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
+    with nogil, parallel(num_threads=num_threads):
+        block = <floating*>malloc(32 * 32 * taps * sizeof(floating))
+        if block == NULL:
+            failed_flag[0] = 1
+        for unit in prange(groups * blocks_g, schedule="static"):
+            if block == NULL:
+                continue
+            g = unit // blocks_g
+            c = (unit % blocks_g) * 32
+            ib = g * c_in_g + c
             ni = min(32, c_in_g - c)
             for ob in range(0, c_out_g, 32):
                 no = min(32, c_out_g - ob)
                 for i in range(ni):        # block[o][i][tap] = the tap of w[ib + i, ob + o]
                     for o in range(no):
-                        src = &w[ib + i, ob + o, 0, 0]
+                        src = wp + ((ib + i) * c_out_g + ob + o) * kh * kw
                         dst = block + (o * ni + i) * taps
                         for j in range(th):
                             for l in range(tw):
                                 dst[j * tw + l] = src[(u0 + j * du) * kw + v0 + l * dv]
                 for o in range(no):
-                    memcpy(&out[g * c_out_g + ob + o, c, 0, 0], block + o * ni * taps,
-                           ni * taps * sizeof(floating))
-            ib = ib + ni
-    free(block)
+                    memcpy(outp + ((g * c_out_g + ob + o) * c_in_g + c) * taps,
+                           block + o * ni * taps, ni * taps * sizeof(floating))
+        free(block)
+    if failed:
+        raise MemoryError("gather_phase_weights: cannot allocate the transpose block")

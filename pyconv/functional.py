@@ -504,46 +504,86 @@ def _phase_taps(r, k, s, p, d):
     return slice(taps[-1], stop, -(s // g)), -((r + p - taps[-1] * d) // s), d // g
 
 
-def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp):
+def _phase_plan(w4, out_hw, stride, pads, dilation, groups):
+    """The stride phases of a transposed convolution: per phase (rh, rw) of the output
+    that exists, (rh, rw, its taps as _phase_taps gives them per dim, or None when no
+    tap reaches it, and the shape of its correlation weights), in the order
+    gather_phases packs their weights."""
+    c_in, c_out_g, kh, kw = w4.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
+    plan = []
+    for rh in range(min(sh, out_hw[0])):
+        for rw in range(min(sw, out_hw[1])):
+            rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
+            if rows is None or cols is None:
+                plan.append((rh, rw, None, None, None))
+                continue
+            shape = (groups * c_out_g, c_in // groups,
+                     len(range(kh)[rows[0]]), len(range(kw)[cols[0]]))
+            plan.append((rh, rw, rows, cols, shape))
+    return plan
+
+
+def _gather_phases(w4, plan, groups, dtype):
+    """Every phase's correlation weights (gather_phase_weights), one after another in
+    one flat array: each output tap belongs to one phase, so it holds at most the
+    weights' size, and it can be cached whole for read-only weights."""
+    shapes = [entry[4] for entry in plan if entry[4] is not None]
+    flat = np.empty(sum(math.prod(shape) for shape in shapes), dtype)
+    threads = _threads(w4.size * _READ_BOUND)
+    start = 0
+    for _, _, rows, cols, shape in plan:
+        if shape is None:
+            continue
+        sub = flat[start:start + math.prod(shape)].reshape(shape)
+        _dispatch.kernels.gather_phase_weights(w4, sub, groups, rows[0].start, rows[0].step,
+                                               cols[0].start, cols[0].step, threads)
+        start += sub.size
+    return flat
+
+
+def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp, weight=None):
     """Transposed convolution as stride-phase sub-correlations on the GEMM kernel.
 
     Each of the sh*sw phases of the output (rows r::sh, columns c::sw) is an ordinary
     stride-1 correlation of the input with a sub-kernel of the (transposed, flipped)
-    weights -- no zero-inserted input and no col2im. The phase is computed into a
-    small buffer and copied into its strided place in the output, by the kernel that
-    'auto' picks for a correlation with that many output channels: with fewer than
-    _GEMM_MIN_CHANNELS per group the GEMM kernel's packed copy of the input (one per
-    phase, taps x pixels) costs more than its few rows of multiply-adds (64 -> 3
-    4x4/2 @32 b8: packing took 47 % of the time, the micro-kernel 19 %).
+    weights -- no zero-inserted input and no col2im. The phases are computed, one
+    after another, into one buffer and then woven into the output in one parallel
+    pass (interleave_phases), each by the kernel that 'auto' picks for a correlation
+    with that many output channels: with fewer than _GEMM_MIN_CHANNELS per group the
+    GEMM kernel's packed copy of the input (one per phase, taps x pixels) costs more
+    than its few rows of multiply-adds (64 -> 3 4x4/2 @32 b8: packing took 47 % of
+    the time, the micro-kernel 19 %). The phases' weights are gathered per call, or
+    once for read-only ``weight``.
     """
-    n, c_in = x4.shape[:2]
-    c_out_g, kh, kw = w4.shape[1:]
-    # Each phase gathers its taps of the (C_in, C_out/g, kh, kw) weights, transposed to
-    # correlation weights (C_out, C_in/g, th, tw), in one pass over the weights.
-    (sh, sw), (dh, dw) = stride, dilation
-    (ph, pw) = pads
-    oh_n, ow_n = y4.shape[2:]
+    (sh, sw), (ph, pw), (dh, dw) = stride, pads, dilation
+    n, c_out, oh_n, ow_n = y4.shape
+    plan = _phase_plan(w4, (oh_n, ow_n), stride, pads, dilation, groups)
+    tag = ("phases", sh, sw, ph, pw, dh, dw, groups, min(sh, oh_n), min(sw, ow_n))
+    packed = _cached_transform(weight, tag,
+                               lambda: _gather_phases(w4, plan, groups, y4.dtype))
+    offsets = np.zeros(sh * sw, np.intp)
+    sizes = [n * c_out * -(-(oh_n - rh) // sh) * -(-(ow_n - rw) // sw) for rh, rw, *_ in plan]
+    phases = _conv_kernels.empty((sum(sizes),), y4.dtype)
     threads = _threads(x4.size * w4[0].size)
-    few_channels = _narrow(c_out_g)
-    for rh in range(min(sh, oh_n)):
-        for rw in range(min(sw, ow_n)):
-            rows, cols = _phase_taps(rh, kh, sh, ph, dh), _phase_taps(rw, kw, sw, pw, dw)
-            target = y4[:, :, rh::sh, rw::sw]
-            if rows is None or cols is None:  # no tap lands here: bias and activation only
-                target[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
-                continue
-            (taps_h, pad_h, dil_h), (taps_w, pad_w, dil_w) = rows, cols
-            sub = np.empty((groups * c_out_g, c_in // groups,
-                            len(range(kh)[taps_h]), len(range(kw)[taps_w])), y4.dtype)
-            _dispatch.kernels.gather_phase_weights(w4, sub, groups, taps_h.start, taps_h.step,
-                                                   taps_w.start, taps_w.step)
-            phase = _conv_kernels.empty(target.shape, y4.dtype)
-            # (a phase may start past the input: a negative padding, GEMM kernel only)
-            kernel_fn = (_dispatch.kernels.conv2d_direct if few_channels and min(pad_h, pad_w) >= 0
-                         else _dispatch.kernels.conv2d_igemm)
-            kernel_fn(x4, sub, bc, phase, 1, 1, pad_h, pad_w, dil_h, dil_w, groups,
-                      clamp[0], clamp[1], threads)
-            target[...] = phase
+    few_channels = _narrow(w4.shape[1])
+    start = weights_start = 0
+    for (rh, rw, rows, cols, shape), size in zip(plan, sizes):
+        offsets[rh * sw + rw] = start
+        phase = phases[start:start + size].reshape(n, c_out, -(-(oh_n - rh) // sh), -1)
+        start += size
+        if shape is None:  # no tap lands here: bias and activation only
+            phase[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
+            continue
+        (_, pad_h, dil_h), (_, pad_w, dil_w) = rows, cols
+        sub = packed[weights_start:weights_start + math.prod(shape)].reshape(shape)
+        weights_start += sub.size
+        # (a phase may start past the input: a negative padding, GEMM kernel only)
+        kernel_fn = (_dispatch.kernels.conv2d_direct if few_channels and min(pad_h, pad_w) >= 0
+                     else _dispatch.kernels.conv2d_igemm)
+        kernel_fn(x4, sub, bc, phase, 1, 1, pad_h, pad_w, dil_h, dil_w, groups,
+                  clamp[0], clamp[1], threads)
+    _conv_kernels.interleave_phases(phases, offsets, y4, sh, sw, _threads(y4.size * _READ_BOUND))
 
 
 def _is_outer_product(x4, w4, y4, groups, dilation, pads):
@@ -575,28 +615,33 @@ def _conv_transpose_outer(x4, w4, bc, y4, clamp):
 _COL2IM_MAX_BYTES = 64 << 20
 
 
-def _col2im_pays(x4, w4, groups, stride, dilation):
+def _col2im_pays(x4, w4, groups, stride, dilation, weight):
     """GEMM + col2im rather than stride phases: for inputs up to twice the weights' size
-    (a generator's early layers, decoders' first up-convolutions), and for any input
-    when the windows do not overlap (kernel <= stride: U-Net's 2x2/2). The phases gather
-    and transpose every weight per call (a 512 x 256 x 4 x 4 layer: 8 MiB read four
-    times) and, on small inputs, run GEMMs a few tiles wide; col2im transposes only
-    the input and runs one GEMM as wide as C_out*kh*kw, but then adds 1/C_in of its
-    multiply-adds again, scattered: not for few input channels. Measured (2 threads,
-    phases -> col2im): 128->64 4x4/2 @16 b8 (x = 2 w) 5.4 -> 4.8 ms, 1024->512 2x2/2
-    @28 (0.4 w) 40 -> 25 ms; 21->21 32x32/16 @32 (0.05 w, 21 channels) 29 -> 31 ms.
-    Without overlaps col2im adds each output once, in parallel, where the phases copy
-    theirs into place on one thread (2 threads, in-process alternation, 2026-11):
-    512->256 2x2/2 @52 (2.6 w) 27.3 -> 24.0 ms, 256->128 @100 30.0 -> 23.4, 128->64
-    @196 39.2 -> 29.4, 32->32 @64 b4 5.5 -> 3.2, 512->256 @14 b8 20.2 -> 18.2. The price:
-    the cols buffer, for such layers the size of the output (the phases hold a
-    quarter of it), within _COL2IM_MAX_BYTES."""
+    (a generator's early layers, decoders' first up-convolutions) when the windows
+    overlap, and when they do not (kernel <= stride: U-Net's 2x2/2) only for inputs
+    up to the weights' size and weights that are gathered per call (writable). The
+    phases gather and transpose every weight per call unless ``weight`` is read-only
+    (a 512 x 256 x 4 x 4 layer: 8 MiB read four times) and, on small inputs, run GEMMs
+    a few tiles wide; col2im transposes only the input and runs one GEMM as wide as
+    C_out*kh*kw, but then adds 1/C_in of its multiply-adds again, scattered: not for
+    few input channels. Measured (2 threads, phases -> col2im): 128->64 4x4/2 @16 b8
+    (x = 2 w) 5.4 -> 4.8 ms, 21->21 32x32/16 @32 (0.05 w, 21 channels) 29 -> 31 ms.
+    Without overlaps each phase is a 1x1 correlation, a plain GEMM, and the phases
+    are woven into the output in one parallel pass; then col2im pays only where the
+    per-call gather is large against the input (2 threads, in-process alternation,
+    2026-11, col2im / phases time, writable weights): 1024->512 @28 (0.4 w) 0.93,
+    512->256 @14 b8 (1.5 w) 1.01, 512->256 @52 (2.6 w) 1.06, 256->128 @100 1.08,
+    128->64 @196 1.15, 64->64 @96 b2 1.39, 32->32 @64 b4 1.21; read-only weights
+    1.01 to 1.30 on the same layers. (The overlapping 4x4/2 layers of DCGAN at
+    x <= 2 w: col2im / phases 0.87 and 0.90 read-only, 0.88 and about 1.0 writable.)"""
     n, c_in, h, w = x4.shape
     cols = n * h * w * w4[0].size * x4.itemsize
     kh, kw = w4.shape[2:]
-    disjoint = all((k - 1) * d + 1 <= s for k, d, s in zip((kh, kw), dilation, stride))
-    return (groups == 1 and c_in >= 32 and (x4.size <= 2 * w4.size or disjoint)
-            and cols <= _COL2IM_MAX_BYTES)
+    if groups != 1 or c_in < 32 or cols > _COL2IM_MAX_BYTES:
+        return False
+    if all((k - 1) * d + 1 <= s for k, d, s in zip((kh, kw), dilation, stride)):
+        return x4.size <= w4.size and not (weight is not None and _frozen(weight))
+    return x4.size <= 2 * w4.size
 
 
 def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight=None):
@@ -700,15 +745,18 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                 k_phase = (c_in // groups) * -(-kh // sh) * -(-kw // sw)
                 algorithm = ("direct" if _narrow(c_out // groups) and k_phase < _GEMM_MIN_TAPS
                              else "gemm")
-            if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups, (sh, sw), (dh, dw)):
+            cacheable = w if wc is w else None   # transforms of w itself may be cached
+            if algorithm in ("auto", "gemm") and _col2im_pays(x4, w4, groups, (sh, sw), (dh, dw),
+                                                              cacheable):
                 algorithm = "col2im"
             if algorithm == "outer":
                 _conv_transpose_outer(x4, w4, bc, y4, clamp)
             elif algorithm == "col2im":
                 _conv_transpose_col2im(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), clamp,
-                                       w if wc is w else None)
+                                       cacheable)
             elif algorithm == "gemm":
-                _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp)
+                _conv_transpose_phases(x4, w4, bc, y4, (sh, sw), (ph, pw), (dh, dw), groups, clamp,
+                                       cacheable)
             else:
                 _conv_kernels.conv_transpose2d_forward(x4, w4, bc, y4, sh, sw, ph, pw, dh, dw,
                                                        groups, clamp[0], clamp[1],

@@ -113,11 +113,12 @@ def test_threads_bitwise(rng, shape):
 ])
 def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, padding,
                      output_padding, dilation):
-    """Inputs up to twice the weights' size, or windows that do not overlap: GEMM +
-    col2im (the path is checked to run)."""
+    """GEMM + col2im, in both of its GEMM orientations (the path is made to run; when
+    'auto' takes it is test_col2im_or_phases)."""
     calls = []
     original = F._conv_transpose_col2im
     monkeypatch.setattr(F, "_conv_transpose_col2im", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(F, "_col2im_pays", lambda *a: True)
     x, w, b = _layer(rng, n, c_in, size, c_out, k, dtype)
     args = (stride, padding, output_padding, 1, dilation)
     expected = ref.conv_transpose2d(x, w, b, *args)
@@ -135,6 +136,28 @@ def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, p
                             dilation, None, clamp=(-0.5, 0.5))
     assert_close(got, np.clip(expected, -0.5, 0.5))
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("n, c_in, size, c_out, k, stride, dilation, col2im", [
+    (8, 40, (4, 4), 9, (4, 4), 2, 1, (True, True)),         # overlapping, x <= 2 w
+    (8, 40, (7, 7), 9, (4, 4), 2, 1, (False, False)),       # overlapping, x > 2 w
+    (1, 64, (7, 7), 16, (2, 2), 2, 1, (True, False)),       # apart, x <= w: not read-only
+    (1, 64, (9, 9), 16, (2, 2), 2, 1, (False, False)),      # apart, w < x <= 2 w
+    (2, 32, (9, 11), 8, (2, 3), (4, 5), (2, 2), (False, False)),  # apart by dilation
+    (8, 31, (4, 4), 9, (4, 4), 2, 1, (False, False)),       # too few input channels
+])
+def test_col2im_or_phases(rng, monkeypatch, n, c_in, size, c_out, k, stride, dilation, col2im):
+    """Which path 'auto' takes (writable weights, then read-only), and that it is right."""
+    calls = []
+    original = F._conv_transpose_col2im
+    monkeypatch.setattr(F, "_conv_transpose_col2im", lambda *a: calls.append(1) or original(*a))
+    x, w, b = _layer(rng, n, c_in, size, c_out, k, np.float32)
+    expected = ref.conv_transpose2d(x, w, b, stride, 1, 0, 1, dilation)
+    for read_only, takes_col2im in zip((False, True), col2im):
+        w.flags.writeable = not read_only
+        calls.clear()
+        assert_close(F.conv_transpose2d(x, w, b, stride, 1, 0, 1, dilation), expected)
+        assert bool(calls) == takes_col2im, f"read_only={read_only}"
 
 
 @pytest.mark.parametrize("read_only", [False, True])   # cols = X^T W, then W^T X
@@ -193,9 +216,65 @@ def test_gather_phase_weights_matches_numpy(kernel_set, dtype, c_all, c_out_g, g
     rows, cols = u0 + du * np.arange(th), v0 + dv * np.arange(tw)
     expect = (w[:, :, rows][:, :, :, cols].reshape(groups, c_in_g, c_out_g, th, tw)
               .transpose(0, 2, 1, 3, 4).reshape(groups * c_out_g, c_in_g, th, tw))
-    out = np.full((groups * c_out_g, c_in_g, th, tw), np.nan, dtype)
-    kernel_set.gather_phase_weights(w, out, groups, u0, du, v0, dv)
-    assert np.array_equal(out, expect)
+    for threads in (1, 2, 3):   # units of 32 input channels, split among the threads
+        out = np.full((groups * c_out_g, c_in_g, th, tw), np.nan, dtype)
+        kernel_set.gather_phase_weights(w, out, groups, u0, du, v0, dv, threads)
+        assert np.array_equal(out, expect)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, out_hw, stride", [
+    (2, 3, (7, 9), (2, 2)), (1, 5, (8, 6), (2, 3)), (3, 1, (5, 4), (3, 1)),
+    (1, 2, (1, 3), (2, 4)),         # fewer output rows (and columns) than the stride
+    (2, 4, (6, 6), (1, 1)),
+])
+def test_interleave_phases_matches_numpy(dtype, n, c, out_hw, stride):
+    """Phases of uneven sizes, one after another in a flat buffer, woven into y the way
+    NumPy's strided slices y[:, :, rh::sh, rw::sw] place them, on any thread count."""
+    rng = np.random.default_rng(n * 100 + c)
+    (oh, ow), (sh, sw) = out_hw, stride
+    expect = rng.standard_normal((n, c) + out_hw).astype(dtype)
+    chunks, offsets, start = [], np.full(sh * sw, -1, np.intp), 7   # a gap before phase 0
+    chunks.append(np.full(start, np.nan, dtype))
+    for rh in range(min(sh, oh)):
+        for rw in range(min(sw, ow)):
+            offsets[rh * sw + rw] = start
+            chunks.append(expect[:, :, rh::sh, rw::sw].ravel())
+            start += chunks[-1].size
+    phases = np.concatenate(chunks)
+    for threads in (1, 2, 3):
+        y = np.full(expect.shape, np.nan, dtype)
+        pyconv._conv.interleave_phases(phases, offsets, y, sh, sw, threads)
+        np.testing.assert_array_equal(y, expect)
+    with pytest.raises(ValueError, match="outside phases"):
+        pyconv._conv.interleave_phases(phases[:-1], offsets, y, sh, sw, 1)
+    with pytest.raises(ValueError, match="an offset per phase"):
+        pyconv._conv.interleave_phases(phases, offsets[:-1], y, sh, sw, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_phases_cache_the_gathered_weights_of_read_only_weights(rng, monkeypatch, dtype):
+    """Read-only weights: the phases' weights are gathered once (per stride, padding,
+    dilation, groups and the phases the output has), then taken from the cache --
+    also for an output smaller than the stride, which has fewer phases."""
+    gathered = []
+    original = F._gather_phases
+    monkeypatch.setattr(F, "_gather_phases", lambda *a: gathered.append(1) or original(*a))
+    monkeypatch.setattr(F, "_col2im_pays", lambda *a: False)   # small inputs: phases all the same
+    x, w, b = _layer(rng, 2, 40, (9, 7), 12, (4, 3), dtype)
+    args = ((2, 3), (1, 1), (1, 0), 1, 1)
+    expected = ref.conv_transpose2d(x, w, b, *args)
+    assert_close(F.conv_transpose2d(x, w, b, *args, algorithm="gemm"), expected)
+    w.flags.writeable = False
+    first = F.conv_transpose2d(x, w, b, *args, algorithm="gemm")
+    assert_close(first, expected)
+    np.testing.assert_array_equal(F.conv_transpose2d(x, w, b, *args, algorithm="gemm"), first)
+    assert len(gathered) == 2                       # writable: per call; read-only: once
+    x1 = x[:, :, :1, :1]                            # a 3x1 output: phases (0..1, 0) only
+    for _ in range(2):
+        assert_close(F.conv_transpose2d(x1, w, b, *args, algorithm="gemm"),
+                     ref.conv_transpose2d(x1, w, b, *args))
+    assert len(gathered) == 3
 
 
 def test_large_input_with_overlapping_windows_takes_the_phases(rng, monkeypatch):
