@@ -149,7 +149,7 @@ def extensions():
                               include_dirs=["pyconv"], extra_compile_args=list(flags),
                               depends=["pyconv/_ukernel.h", "pyconv/_direct.h", "pyconv/_workspace.h",
                                        "pyconv/_igemm.pxi", "pyconv/_direct.pxi", "pyconv/_winograd.pxi",
-                                       "pyconv/_gemv.pxi"]))
+                                       "pyconv/_gemv.pxi", "pyconv/_maxpool.pxi", "pyconv/_maxpool.h"]))
     return cythonize(exts, compiler_directives=directives, force=debug)
 
 

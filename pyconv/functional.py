@@ -966,8 +966,13 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
         else:
             (kh, kw), (ph, pw) = _hw(window[0], 1), _hw(window[1], 0)
             (sh, sw), (dh, dw) = _hw(stride, 1), _hw(dilation, 1)
-            _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
-                                     kh, kw, sh, sw, ph, pw, dh, dw, _threads(y3.size * kh * kw))
+            threads = _threads(y3.size * kh * kw)
+            if idx3 is None and dh == dw == 1:   # the kernel set's, vectorised (_maxpool.pxi)
+                _dispatch.kernels.max_pool2d_fast(_planes(x, compute, nd), y3, kh, kw, sh, sw,
+                                                  ph, pw, threads)
+            else:
+                _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
+                                                 kh, kw, sh, sw, ph, pw, dh, dw, threads)
     y = _finish(y, out, result)
     return (y, idx) if return_indices else y
 

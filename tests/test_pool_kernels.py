@@ -261,3 +261,42 @@ def test_global_average_pooling(dtype, shape):
     expected = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
     assert_close(y, expected, dtype)
     assert np.isnan(y.reshape(-1)[-1]) and not np.isnan(y.reshape(-1)[:-1]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, stride", [(1, 1), (2, 2), (3, 2), (3, 1), (2, 1), (4, 3), (5, 2),
+                                            ((2, 5), (1, 2)), ((3, 3), (2, 3))])
+def test_fast_max_pool_matches_the_general_kernel(kernel_set, dtype, kernel, stride):
+    """The kernel sets' max pool without indices (_maxpool.pxi: vectors over the row
+    interior, masked loads at its end, scalar edges) gives the general kernel's values
+    bit for bit -- NaN (anywhere in a window) and signed-zero ties included -- for
+    widths 1..37 (every vector remainder), pads up to half the kernel, an extra
+    (ceil-mode) output row and column, and 1, 2 or 3 threads."""
+    (kh, kw), (sh, sw) = np.broadcast_to(kernel, 2), np.broadcast_to(stride, 2)
+    rng = np.random.default_rng(kh * 10 + kw + sh)
+    for width in range(max(kw, 1), 38):
+        height = 3 + width % 7 + kh
+        x = rng.standard_normal((3, height, width)).astype(dtype)
+        x[0][rng.random((height, width)) < 0.1] = np.nan
+        x[1] = np.where(rng.random((height, width)) < 0.5, 0.0, -0.0)
+        for ph, pw, extra in [(0, 0, 0), (kh // 2, kw // 2, 1)]:
+            oh = (height + 2 * ph - kh) // sh + 1 + extra
+            ow = (width + 2 * pw - kw) // sw + 1 + extra
+            expect = np.empty((3, oh, ow), dtype)
+            _pool.max_pool2d_forward(x, expect, None, kh, kw, sh, sw, ph, pw, 1, 1, 1)
+            for threads in (1, 2, 3):
+                got = np.full((3, oh, ow), 7, dtype)
+                kernel_set.max_pool2d_fast(x, got, kh, kw, sh, sw, ph, pw, threads)
+                np.testing.assert_array_equal(_bits(got), _bits(expect),
+                                              err_msg=f"width {width} pads {ph, pw} threads {threads}")
+
+
+def test_fast_max_pool_checks_its_arguments(kernel_set):
+    x = np.zeros((2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="planes"):
+        kernel_set.max_pool2d_fast(x, np.zeros((3, 2, 2), np.float32), 2, 2, 2, 2, 0, 0, 1)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        kernel_set.max_pool2d_fast(x, np.zeros((2, 2, 2), np.float32), 2, 0, 2, 2, 0, 0, 1)
+    with pytest.raises(ValueError, match="empty planes"):
+        kernel_set.max_pool2d_fast(np.zeros((2, 0, 4), np.float32), np.zeros((2, 2, 2), np.float32),
+                                   2, 2, 2, 2, 0, 0, 1)
