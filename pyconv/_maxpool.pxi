@@ -11,19 +11,25 @@
 #     '- prange over work units       unit = (plane, block of output rows), each output
 #          |                          element written by one unit: bitwise the same for
 #          |                          any thread count
-#          '- _maxpool_rows           per output row: its input rows, each pooled across
-#               |                     once into a ring of kh rows (_hmax), then the
-#               |                     ring's rows folded into the output row
-#               '- _hmax              one input row's horizontal maxima: the interior
-#                                     columns by pyconv_pool_interior (vectors), the
-#                                     edges' clipped windows by the scalar loop
+#          |- _maxpool_rows           per output row: its input rows, each pooled across
+#          |    |                     once into a ring of kh rows (_hmax), then the
+#          |    |                     ring's rows folded into the output row (_fold_rows)
+#          |    '- _hmax              one input row's horizontal maxima: the interior
+#          |                          columns by _interior (vectors of _maxpool.h), the
+#          |                          edges' clipped windows by _edge
+#          '- _maxpool_rows_flat      short rows exactly OW*sw wide (28 -> 14): the
+#                                     unit's rows pooled across as one long row, edge
+#                                     columns redone per row, then the same folds
 #
 # Folding across a row first and then down the rows, each keeping its first maximum,
 # keeps the first maximum in row-major order, as the general kernel (_pool) does. The
 # general kernel is for what this one leaves out (indices, dilation): it splits every
 # row into its sw column phases and checks each chunk for NaN before folding, more
 # passes than max pooling's one comparison per tap needs -- ONNX Runtime ran the
-# 3x3/2 pools of GoogLeNet twice as fast.
+# 3x3/2 pools of GoogLeNet twice as fast. In-process alternation of the two (2
+# threads, this kernel / the general one): 64@224 2x2/2 0.65-0.72, 128@112 0.72-0.79,
+# 512@28 0.87-0.89, 512@14 0.83-0.84, 3x3/2 64@112 0.79-0.83, 192@56 0.89-0.90,
+# 480@28 0.77-0.81.
 
 from libc.stdlib cimport calloc
 from pyconv._common cimport block_end, rows_per_unit
@@ -39,6 +45,7 @@ cdef extern from "_maxpool.h" nogil:
 
 cdef enum:
     RING_PAD = 8   # a vector's room past each pooled row: full loads and stores only
+    FLAT_ELEMS = 8192   # pooled elements a unit may hold to pool its rows as one (32 KiB)
 
 
 cdef inline floating _pool_max(floating m, floating v) noexcept nogil:
@@ -46,34 +53,65 @@ cdef inline floating _pool_max(floating m, floating v) noexcept nogil:
     return v if (v > m or v != v) else m
 
 
+cdef inline floating _window_max(const floating* p, Py_ssize_t n) noexcept nogil:
+    """The max of p[0 .. n), n >= 1, in order."""
+    cdef floating m = p[0]
+    cdef Py_ssize_t v
+    for v in range(1, n):
+        m = _pool_max(m, p[v])
+    return m
+
+
 cdef void _hmax(const floating* xr, Py_ssize_t w, floating* hrow, Py_ssize_t ow, Py_ssize_t kw,
                 Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t ca, Py_ssize_t cb) noexcept nogil:
     """hrow[j] = max_{v < kw} xr[j*sw - pw + v] over the taps inside the row (w
     elements), 0 for a column without any; [ca, cb): the columns whose taps all are."""
-    cdef Py_ssize_t j = 0, v, lo, hi
-    cdef floating m
+    cdef Py_ssize_t j = 0
     while j < ow:
         if j == ca and ca < cb:
-            if floating is float:
-                j = pyconv_pool_interior_f32(xr, w, hrow, j, cb, kw, sw, pw)
-            else:
-                j = pyconv_pool_interior_f64(xr, w, hrow, j, cb, kw, sw, pw)
-            while j < cb:                  # what the vectors left
-                m = xr[j * sw - pw]
-                for v in range(1, kw):
-                    m = _pool_max(m, xr[j * sw - pw + v])
-                hrow[j] = m
-                j += 1
+            j = _interior(xr, w, hrow, j, cb, kw, sw, pw)
             continue
-        lo = max(j * sw - pw, 0)           # an edge column: its window clipped
-        hi = min(j * sw - pw + kw, w)
-        if lo >= hi:
-            hrow[j] = 0
-        else:
-            m = xr[lo]
-            for v in range(lo + 1, hi):
-                m = _pool_max(m, xr[v])
-            hrow[j] = m
+        _edge(xr, w, hrow, j, kw, sw, pw)
+        j += 1
+
+
+cdef inline Py_ssize_t _interior(const floating* xr, Py_ssize_t w, floating* hrow, Py_ssize_t j0,
+                                 Py_ssize_t cb, Py_ssize_t kw, Py_ssize_t sw,
+                                 Py_ssize_t pw) noexcept nogil:
+    """hrow[j] for the columns [j0, cb) whose taps all lie inside xr[0, w): vectors
+    (_maxpool.h), then the scalar loop for what they left. Returns cb."""
+    cdef Py_ssize_t j
+    if floating is float:
+        j = pyconv_pool_interior_f32(xr, w, hrow, j0, cb, kw, sw, pw)
+    else:
+        j = pyconv_pool_interior_f64(xr, w, hrow, j0, cb, kw, sw, pw)
+    while j < cb:
+        hrow[j] = _window_max(xr + j * sw - pw, kw)
+        j += 1
+    return cb
+
+
+cdef inline void _edge(const floating* xr, Py_ssize_t w, floating* hrow, Py_ssize_t j,
+                       Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw) noexcept nogil:
+    """hrow[j] for an edge column: its window clipped to the row, 0 if nothing is left."""
+    cdef Py_ssize_t lo = max(j * sw - pw, 0), hi = min(j * sw - pw + kw, w)
+    hrow[j] = _window_max(xr + lo, hi - lo) if lo < hi else 0
+
+
+cdef inline void _fold_rows(floating* out, const floating** rows, Py_ssize_t n,
+                            Py_ssize_t ow) noexcept nogil:
+    """out[j] = the max of rows[0][j], ..., rows[n - 1][j], in order (n >= 1)."""
+    cdef Py_ssize_t j, r
+    cdef floating m
+    if floating is float:
+        j = pyconv_pool_rows_f32(out, rows, n, ow)
+    else:
+        j = pyconv_pool_rows_f64(out, rows, n, ow)
+    while j < ow:
+        m = rows[0][j]
+        for r in range(1, n):
+            m = _pool_max(m, rows[r][j])
+        out[j] = m
         j += 1
 
 
@@ -89,7 +127,6 @@ cdef void _maxpool_rows(const floating* x, Py_ssize_t h, Py_ssize_t w, floating*
     so a slot is overwritten only once its row is no longer needed."""
     cdef Py_ssize_t o, r, r0, r1, j, u, pitch = ow + RING_PAD
     cdef floating* out
-    cdef floating m
     for u in range(kh):
         ring_row[u] = -1
     for o in range(o0, o1):
@@ -105,16 +142,41 @@ cdef void _maxpool_rows(const floating* x, Py_ssize_t h, Py_ssize_t w, floating*
                 _hmax(x + r * w, w, ring + (r % kh) * pitch, ow, kw, sw, pw, ca, cb)
                 ring_row[r % kh] = r
             rows[r - r0] = ring + (r % kh) * pitch
-        if floating is float:
-            j = pyconv_pool_rows_f32(out, rows, r1 - r0, ow)
-        else:
-            j = pyconv_pool_rows_f64(out, rows, r1 - r0, ow)
-        while j < ow:
-            m = rows[0][j]
-            for r in range(1, r1 - r0):
-                m = _pool_max(m, rows[r][j])
-            out[j] = m
-            j += 1
+        _fold_rows(out, rows, r1 - r0, ow)
+
+
+cdef void _maxpool_rows_flat(const floating* x, Py_ssize_t h, Py_ssize_t w, floating* y,
+                             Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t ow, Py_ssize_t kh,
+                             Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                             Py_ssize_t pw, Py_ssize_t ca, Py_ssize_t cb, floating* pooled,
+                             const floating** rows) noexcept nogil:
+    """_maxpool_rows for rows exactly ow*sw wide (w == ow*sw: 28 -> 14, 14 -> 7), short
+    rows where the per-row calls cost more than the work. The unit's input rows are
+    pooled across as one long row: column t = r*ow + j of it reads x[r*w + j*sw - pw +
+    v], so from the first row's interior to the last row's it is one strided sequence
+    (the vectors run on across row ends); the edge columns of every row, whose taps
+    that sequence took from the neighbouring row, are then redone clipped to their
+    row. pooled: the rows, ow apart (+ RING_PAD)."""
+    cdef Py_ssize_t r_lo = max(o0 * sh - ph, 0), r_hi = min((o1 - 1) * sh - ph + kh, h)
+    cdef Py_ssize_t n_rows = r_hi - r_lo, o, r, r0, r1, j
+    cdef const floating* xs = x + r_lo * w
+    if n_rows > 0 and ca < cb:
+        _interior(xs, n_rows * w, pooled, ca, (n_rows - 1) * ow + cb, kw, sw, pw)
+    for r in range(max(n_rows, 0)):
+        for j in range(ca):
+            _edge(xs + r * w, w, pooled + r * ow, j, kw, sw, pw)
+        for j in range(max(cb, ca), ow):
+            _edge(xs + r * w, w, pooled + r * ow, j, kw, sw, pw)
+    for o in range(o0, o1):
+        r0 = max(o * sh - ph, 0)
+        r1 = min(o * sh - ph + kh, h)
+        if r0 >= r1:                       # rows of padding only
+            for j in range(ow):
+                y[o * ow + j] = 0
+            continue
+        for r in range(r0, r1):
+            rows[r - r0] = pooled + (r - r_lo) * ow
+        _fold_rows(y + o * ow, rows, r1 - r0, ow)
 
 
 def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -140,13 +202,18 @@ def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows, unit, plane, o0
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* yp = &y[0, 0, 0]
+    # Short rows that pool as one long row (see _maxpool_rows_flat), when a unit's input
+    # rows fit FLAT_ELEMS; else the ring of kh rows.
+    cdef Py_ssize_t span = min((rows - 1) * sh + kh, h)
+    cdef bint flat = w == ow * sw and span * ow <= FLAT_ELEMS
+    cdef Py_ssize_t held = span * ow + RING_PAD if flat else kh * (ow + RING_PAD)
     cdef floating* ring
     cdef Py_ssize_t* ring_row
     cdef const floating** row_ptrs
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
     with nogil, parallel(num_threads=num_threads):
-        ring = <floating*>calloc(kh * (ow + RING_PAD), sizeof(floating))
+        ring = <floating*>calloc(held, sizeof(floating))
         ring_row = <Py_ssize_t*>malloc(kh * sizeof(Py_ssize_t))
         row_ptrs = <const floating**>malloc(kh * sizeof(floating*))
         if ring == NULL or ring_row == NULL or row_ptrs == NULL:
@@ -156,9 +223,14 @@ def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                 continue
             plane = unit // blocks
             o0 = (unit % blocks) * rows
-            _maxpool_rows(xp + plane * h * w, h, w, yp + plane * oh_n * ow, o0,
-                          block_end(o0, rows, oh_n), ow, kh, kw, sh, sw, ph, pw, ca, cb,
-                          ring, ring_row, row_ptrs)
+            if flat:
+                _maxpool_rows_flat(xp + plane * h * w, h, w, yp + plane * oh_n * ow, o0,
+                                   block_end(o0, rows, oh_n), ow, kh, kw, sh, sw, ph, pw,
+                                   ca, cb, ring, row_ptrs)
+            else:
+                _maxpool_rows(xp + plane * h * w, h, w, yp + plane * oh_n * ow, o0,
+                              block_end(o0, rows, oh_n), ow, kh, kw, sh, sw, ph, pw, ca, cb,
+                              ring, ring_row, row_ptrs)
         free(ring)
         free(ring_row)
         free(row_ptrs)

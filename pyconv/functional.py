@@ -80,13 +80,6 @@ _PARALLEL_MIN_WORK = 1 << 18
 # more than a multiply-add each. Measured: a 2048 x 7x7 plane sum (100K elements) takes
 # 17.6 us on one thread, 9.9 us on two.
 _READ_BOUND = 4
-# Max pooling without indices takes the kernel set's vectorised kernel (_maxpool.pxi)
-# for output rows at least this wide; shorter rows the general kernel (_pool), which
-# pools whole chunks of short rows as one. Measured (2 threads, in-process alternation,
-# kernel set / general time): output width 112 (64@224 2x2/2) 0.56-0.63, 56 (128@112
-# 2x2/2, ResNet's stem) 0.76-0.84, 28 (192@56 3x3/2) 1.04, 14 (512@28 2x2/2) 1.06-1.08,
-# 7 (512@14) 1.05-1.53.
-_FAST_MAX_POOL_MIN_WIDTH = 32
 
 
 # ---------------------------------------------------------------------------------------
@@ -974,7 +967,7 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
             (kh, kw), (ph, pw) = _hw(window[0], 1), _hw(window[1], 0)
             (sh, sw), (dh, dw) = _hw(stride, 1), _hw(dilation, 1)
             threads = _threads(y3.size * kh * kw)
-            if idx3 is None and dh == dw == 1 and y3.shape[2] >= _FAST_MAX_POOL_MIN_WIDTH:
+            if idx3 is None and dh == dw == 1:   # the kernel set's vectorised kernel (_maxpool.pxi)
                 _dispatch.kernels.max_pool2d_fast(_planes(x, compute, nd), y3, kh, kw, sh, sw,
                                                   ph, pw, threads)
             else:
