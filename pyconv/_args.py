@@ -36,6 +36,8 @@ def _is_sequence(value):
 
 def int_tuple(value, n, name, minimum):
     """An int or a length-``n`` sequence of ints, each ``>= minimum``, as an n-tuple."""
+    if type(value) is int and minimum <= value < SIZE_LIMIT:
+        return (value,) * n  # the common case, without the generic checks below
     if _is_sequence(value):
         items = list(value)
         if len(items) != n:
@@ -69,6 +71,8 @@ def padding_spec(padding, n, name="padding", allow_strings=True):
     pairs; and, where ``allow_strings``, 'valid' or 'same'. Returns the string or a
     tuple of n (begin, end) pairs.
     """
+    if type(padding) is int and 0 <= padding < SIZE_LIMIT:
+        return ((padding, padding),) * n  # the common case
     if isinstance(padding, str):
         if allow_strings and padding in ("same", "valid"):
             return padding
