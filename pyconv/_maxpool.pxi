@@ -179,29 +179,20 @@ cdef void _maxpool_rows_flat(const floating* x, Py_ssize_t h, Py_ssize_t w, floa
         _fold_rows(y + o * ow, rows, r1 - r0, ow)
 
 
-def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                    Py_ssize_t ph, Py_ssize_t pw, int num_threads):
-    """Max pooling of planes x (P, H, W) into y (P, OH, OW), no indices, dilation 1
-    (pyconv._pool.max_pool2d_forward's contract otherwise, bitwise the same values)."""
-    cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
-    cdef Py_ssize_t oh_n = y.shape[1], ow = y.shape[2]
-    if y.shape[0] != planes:
-        raise ValueError(f"max_pool2d_fast: x has {planes} planes, y {y.shape[0]}")
-    if min(kh, kw, sh, sw) < 1 or ph < 0 or pw < 0:
-        raise ValueError("max_pool2d_fast: kernel and stride must be >= 1, pads >= 0")
-    if h == 0 or w == 0:
-        raise ValueError("max_pool2d_fast: empty planes (every window is padding)")
-    if y.size == 0:
-        return
+cdef int _maxpool_planes(const floating* xp, floating* yp, Py_ssize_t planes, Py_ssize_t h,
+                         Py_ssize_t w, Py_ssize_t oh_n, Py_ssize_t ow, Py_ssize_t kh,
+                         Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                         Py_ssize_t pw, int num_threads) noexcept nogil:
+    """Max pooling of planes xp (planes, h, w) into yp (planes, oh_n, ow), no indices,
+    dilation 1. Arguments must be valid (h, w >= 1); 0, or -1 when a thread's pooled
+    rows cannot be allocated. Behind max_pool2d_fast and, through c_api, pyconv._pool's
+    C API."""
     # Interior columns [ca, cb): j*sw - pw >= 0 and j*sw - pw + kw <= w.
     cdef Py_ssize_t ca = min((pw + sw - 1) // sw, ow)
     cdef Py_ssize_t cb = min((w - kw + pw) // sw + 1, ow) if w - kw + pw >= 0 else 0
     cb = max(cb, ca)
     cdef Py_ssize_t rows = rows_per_unit(planes, oh_n, num_threads)
     cdef Py_ssize_t blocks = (oh_n + rows - 1) // rows, unit, plane, o0
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* yp = &y[0, 0, 0]
     # Short rows that pool as one long row (see _maxpool_rows_flat), when a unit's input
     # rows fit FLAT_ELEMS; else the ring of kh rows.
     cdef Py_ssize_t span = min((rows - 1) * sh + kh, h)
@@ -212,7 +203,7 @@ def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef const floating** row_ptrs
     cdef int failed = 0
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
-    with nogil, parallel(num_threads=num_threads):
+    with parallel(num_threads=num_threads):
         ring = <floating*>calloc(held, sizeof(floating))
         ring_row = <Py_ssize_t*>malloc(kh * sizeof(Py_ssize_t))
         row_ptrs = <const floating**>malloc(kh * sizeof(floating*))
@@ -234,5 +225,36 @@ def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
         free(ring)
         free(ring_row)
         free(row_ptrs)
-    if failed:
+    return -1 if failed else 0
+
+
+def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                    Py_ssize_t ph, Py_ssize_t pw, int num_threads):
+    """Max pooling of planes x (P, H, W) into y (P, OH, OW), no indices, dilation 1
+    (pyconv._pool.max_pool2d_forward's contract otherwise, bitwise the same values)."""
+    cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
+    cdef Py_ssize_t oh_n = y.shape[1], ow = y.shape[2]
+    if y.shape[0] != planes:
+        raise ValueError(f"max_pool2d_fast: x has {planes} planes, y {y.shape[0]}")
+    if min(kh, kw, sh, sw) < 1 or ph < 0 or pw < 0:
+        raise ValueError("max_pool2d_fast: kernel and stride must be >= 1, pads >= 0")
+    if h == 0 or w == 0:
+        raise ValueError("max_pool2d_fast: empty planes (every window is padding)")
+    if y.size == 0:
+        return
+    cdef int status
+    with nogil:
+        status = _maxpool_planes(&x[0, 0, 0], &y[0, 0, 0], planes, h, w, oh_n, ow, kh, kw,
+                                 sh, sw, ph, pw, num_threads)
+    if status != 0:
         raise MemoryError("max_pool2d_fast: cannot allocate a thread's pooled rows")
+
+
+def c_api_maxpool():
+    """{'maxpool_f32': capsule, 'maxpool_f64': capsule}: _maxpool_planes as C function
+    pointers, for pyconv._pool's C API (max pooling without indices, dilation 1)."""
+    return {
+        "maxpool_f32": PyCapsule_New(<void*>_maxpool_planes[float], b"pyconv.maxpool_f32", NULL),
+        "maxpool_f64": PyCapsule_New(<void*>_maxpool_planes[double], b"pyconv.maxpool_f64", NULL),
+    }

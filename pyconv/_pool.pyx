@@ -39,6 +39,7 @@ from libc.string cimport memcpy
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from pyconv._common cimport block_end, rows_per_unit, tap_range
 
 cdef extern from "_openmp.h" nogil:
@@ -860,6 +861,28 @@ cdef inline bint _bad_window(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssi
     return kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or dh < 1 or dw < 1
 
 
+# The C API's max pooling without indices and dilation runs the vectorised kernel of the
+# kernel set chosen at import (_maxpool.pxi, taken from its capsules by _bind_kernel_set;
+# NULL until then: _max_pool2d runs) -- the same values, as functional's max pooling.
+ctypedef int (*maxpool_f32_fn)(const float*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
+ctypedef int (*maxpool_f64_fn)(const double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                               Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
+cdef maxpool_f32_fn _fast_max_f32 = NULL
+cdef maxpool_f64_fn _fast_max_f64 = NULL
+
+
+def _bind_kernel_set(kernels):
+    """Point the C API's max pooling (no indices, dilation 1) at ``kernels`` (a
+    pyconv._kernels_<set> module)."""
+    global _fast_max_f32, _fast_max_f64
+    api = kernels.c_api()
+    _fast_max_f32 = <maxpool_f32_fn>PyCapsule_GetPointer(api["maxpool_f32"], b"pyconv.maxpool_f32")
+    _fast_max_f64 = <maxpool_f64_fn>PyCapsule_GetPointer(api["maxpool_f64"], b"pyconv.maxpool_f64")
+
+
 cdef int max_pool2d_f32(const float* x, float* y, int64_t* indices,
                         Py_ssize_t planes, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
@@ -867,6 +890,9 @@ cdef int max_pool2d_f32(const float* x, float* y, int64_t* indices,
                         int num_threads) noexcept nogil:
     if _bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw):
         return -2
+    if indices == NULL and dh == 1 and dw == 1 and _fast_max_f32 != NULL:
+        return _fast_max_f32(x, y, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw,
+                             _thread_count(num_threads))
     return _max_pool2d(x, y, indices, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
                        _thread_count(num_threads))
 
@@ -878,6 +904,9 @@ cdef int max_pool2d_f64(const double* x, double* y, int64_t* indices,
                         int num_threads) noexcept nogil:
     if _bad_planes(planes, h, w, oh, ow) or _bad_window(kh, kw, sh, sw, ph, pw, dh, dw):
         return -2
+    if indices == NULL and dh == 1 and dw == 1 and _fast_max_f64 != NULL:
+        return _fast_max_f64(x, y, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw,
+                             _thread_count(num_threads))
     return _max_pool2d(x, y, indices, planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw,
                        _thread_count(num_threads))
 
@@ -1004,3 +1033,8 @@ def adaptive_pool2d_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     with nogil:
         _adaptive_pool2d(&x[0, 0, 0], &y[0, 0, 0], ip, is_max, planes, h, wd, oh_n, ow_n,
                          num_threads)
+
+
+from pyconv import _dispatch  # noqa: E402  (after the definitions; imports _threads only)
+
+_bind_kernel_set(_dispatch.kernels)

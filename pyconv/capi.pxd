@@ -59,7 +59,8 @@
 #   max_pool2d: window of output (i, j): rows i*sh - ph + u*dh (u < kh), columns
 #     j*sw - pw + v*dw (v < kw); padding is ignored, a window of padding only gives 0
 #     (index -1); NaN wins. indices (planes, oh, ow) int64 flat positions ih*w + iw in
-#     the plane, or NULL for none.
+#     the plane, or NULL for none (then, with dilation 1, the vectorised kernel of the
+#     kernel set chosen at import runs: the same values).
 #   avg_pool2d: same windows; (ph, ph_end), (pw, pw_end) leading and trailing pads
 #     (>= 0). Divisor: divisor_override if > 0; else with count_include_pad the taps in
 #     the padded input, else the taps in the real input; 0 taps give 0.
