@@ -47,3 +47,16 @@ def test_json_holds_every_measurement(quick_run):
         assert layer["max_error"]["pyconv"] == 0.0          # max pooling is exact
         assert layer["extra_mib"] >= 0.9 * layer["output_mib"] > 0   # RSS grows by pages
         assert set(layer["speedup"]) == set(layer["median_ms"]) - {"pyconv"}
+
+
+@pytest.mark.parametrize("args", [["transposed", "--shapes", "1x32x5:8k2s2", "2x32x3:4k4s2p1"],
+                                  ["transposed", "--read-only", "--shapes", "1x32x5:8k2s2"],
+                                  ["maxpool", "--shapes", "1x8x20:k2s2", "2x3x15:k3s2p1c"]])
+def test_paths_alternates_both_paths(args):
+    """benchmarks/paths.py runs both paths of each shape and prints one line per shape."""
+    paths = os.path.join(os.path.dirname(RUN), "paths.py")
+    proc = subprocess.run([sys.executable, paths, *args, "--budget", "0", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "ratio" in line]
+    assert len(lines) == len(args) - args.index("--shapes") - 1

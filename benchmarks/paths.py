@@ -1,0 +1,132 @@
+"""A/B test of two of pyconv's own paths for one operator, in one process, calls
+alternated: the evidence behind an 'auto' rule or a kernel choice.
+
+    python benchmarks/paths.py transposed                      # col2im vs stride phases
+    python benchmarks/paths.py transposed --read-only --shapes 1x1024x28:512k2s2
+    python benchmarks/paths.py maxpool                         # kernel set's vs general
+    python benchmarks/paths.py maxpool --shapes 1x480x28:k3s2c 8x64x112:k3s2p1
+
+Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
+
+* ``transposed``: conv_transpose2d through GEMM + col2im (A) or the stride phases (B),
+  whatever functional._col2im_pays would choose; ``--read-only`` makes the weights
+  read-only (cached transforms: col2im's transposed weights, the phases' gathered ones).
+  Shapes NxCxH:OkKsSpP (padding default 0).
+* ``maxpool``: max pooling without indices by the general kernel (pyconv._pool, A) or
+  the kernel set's (_maxpool.pxi, B), raw kernel entries on the same planes. Shapes
+  NxCxH:kKsS[pP][c] (c: ceil mode).
+
+Why in one process: on a shared VM two processes of the same build differ by up to 30 %;
+called in turn (A, B, A, B, ...) both see the same machine state, and the median of
+the per-pair ratios is stable to a few percent. A direction for development, not a
+benchmark result: the suites (benchmarks/run.py) compare pyconv with its peers.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import pyconv  # noqa: E402
+import pyconv.functional as F  # noqa: E402
+from pyconv import _dispatch, _pool  # noqa: E402
+
+PRESETS = {
+    # DCGAN generator (4x4/2, windows overlap), U-Net up-convolutions (2x2/2, apart)
+    "transposed": ["8x512x4:256k4s2p1", "8x256x8:128k4s2p1", "8x128x16:64k4s2p1",
+                   "1x1024x28:512k2s2", "1x512x52:256k2s2", "1x256x100:128k2s2",
+                   "1x128x196:64k2s2", "8x512x14:256k2s2", "2x64x96:64k2s2"],
+    # VGG's 2x2/2, ResNet's stem, GoogLeNet's ceil-mode 3x3/2
+    "maxpool": ["1x64x224:k2s2", "1x128x112:k2s2", "1x512x28:k2s2", "1x512x14:k2s2",
+                "1x64x112:k3s2p1", "1x192x56:k3s2c", "1x480x28:k3s2c"],
+}
+CONV = re.compile(r"^(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
+POOL = re.compile(r"^(\d+)x(\d+)x(\d+):k(\d+)(?:s(\d+))?(?:p(\d+))?(c?)$")
+
+
+def transposed_pair(shape, read_only, rng):
+    m = CONV.match(shape)
+    if not m:
+        raise SystemExit(f"bad shape {shape!r}: want NxCxH:OkKsSpP")
+    n, c, h, o, k, s, p = (int(g) if g else None for g in m.groups())
+    s, p = s or 1, p or 0
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = rng.standard_normal((c, o, k, k), dtype=np.float32)
+    w.flags.writeable = not read_only
+    chosen = F._col2im_pays
+
+    def run(col2im):
+        F._col2im_pays = lambda *args: col2im
+        try:
+            F.conv_transpose2d(x, w, stride=s, padding=p)
+        finally:
+            F._col2im_pays = chosen
+    auto = "col2im" if chosen(x, w, 1, (s, s), (1, 1), w) else "phases"
+    return (lambda: run(True)), (lambda: run(False)), f"auto: {auto}"
+
+
+def maxpool_pair(shape, threads, rng):
+    m = POOL.match(shape)
+    if not m:
+        raise SystemExit(f"bad shape {shape!r}: want NxCxH:kKsS[pP][c]")
+    n, c, h, k, s, p = (int(g) if g else None for g in m.groups()[:6])
+    s, p, ceil = s or k, p or 0, bool(m.group(7))
+    out = F.max_pool2d(np.zeros((1, 1, h, h), np.float32), k, s, p, ceil_mode=ceil).shape[-1]
+    x = rng.standard_normal((n * c, h, h), dtype=np.float32)
+    y = np.empty((n * c, out, out), np.float32)
+    general = lambda: _pool.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
+    kernel_set = lambda: _dispatch.kernels.max_pool2d_fast(x, y, k, k, s, s, p, p, threads)
+    return general, kernel_set, ""
+
+
+def alternate(a, b, budget):
+    """Median times of a and b and the median of the per-pair ratios b / a."""
+    for _ in range(3):
+        a()
+        b()
+    ta, tb = [], []
+    end = time.perf_counter() + budget
+    while time.perf_counter() < end or len(ta) < 5:
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    ratio = statistics.median(y / x for x, y in zip(ta, tb))
+    return statistics.median(ta), statistics.median(tb), ratio, len(ta)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pair", choices=sorted(PRESETS))
+    parser.add_argument("--shapes", nargs="+", help="default: the pair's preset")
+    parser.add_argument("--read-only", action="store_true", help="transposed: read-only weights")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per shape")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set")}[args.pair]
+    print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
+          f"kernel set {_dispatch.name}" + (", read-only weights" if args.read_only else ""))
+    with pyconv.num_threads(args.threads):
+        for shape in args.shapes or PRESETS[args.pair]:
+            if args.pair == "transposed":
+                a, b, extra = transposed_pair(shape, args.read_only, rng)
+            else:
+                a, b, extra = maxpool_pair(shape, args.threads, rng)
+            ta, tb, ratio, pairs = alternate(a, b, args.budget)
+            print(f"  {shape:22s} {names[0]} {ta * 1e3:8.3f} ms  {names[1]} {tb * 1e3:8.3f} ms  "
+                  f"ratio {ratio:5.2f}  ({pairs} pairs) {extra}")
+
+
+if __name__ == "__main__":
+    main()
