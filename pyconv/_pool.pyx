@@ -31,6 +31,9 @@ holding a NaN, or asking for indices, takes the exact select instead.
 
 C API: _pool.pxd declares max_pool2d / avg_pool2d / adaptive_avg_pool2d /
 adaptive_max_pool2d for float (_f32) and double (_f64); the contract is in capi.pxd.
+Max pooling without indices and dilation runs the vectorised kernel of the kernel set
+chosen at import (_maxpool.pxi: each row pooled across once, no NaN pre-pass, the
+same values), as functional's max pooling does; this module's kernel serves the rest.
 """
 
 from libc.stdint cimport int64_t
