@@ -26,10 +26,9 @@
 # general kernel is for what this one leaves out (indices, dilation): it splits every
 # row into its sw column phases and checks each chunk for NaN before folding, more
 # passes than max pooling's one comparison per tap needs -- ONNX Runtime ran the
-# 3x3/2 pools of GoogLeNet twice as fast. In-process alternation of the two (2
-# threads, this kernel / the general one): 64@224 2x2/2 0.65-0.72, 128@112 0.72-0.79,
-# 512@28 0.87-0.89, 512@14 0.83-0.84, 3x3/2 64@112 0.79-0.83, 192@56 0.89-0.90,
-# 480@28 0.77-0.81.
+# 3x3/2 pools of GoogLeNet twice as fast. `benchmarks/paths.py maxpool` (2 threads,
+# this kernel / the general one): 2x2/2 64@224 0.70, 128@112 0.78, 512@28 0.83,
+# 512@14 0.79; 3x3/2 64@112 0.84, 192@56 0.87, 480@28 0.77.
 
 from libc.stdlib cimport calloc
 from pyconv._common cimport block_end, rows_per_unit

@@ -628,12 +628,12 @@ def _col2im_pays(x4, w4, groups, stride, dilation, weight):
     (x = 2 w) 5.4 -> 4.8 ms, 21->21 32x32/16 @32 (0.05 w, 21 channels) 29 -> 31 ms.
     Without overlaps each phase is a 1x1 correlation, a plain GEMM, and the phases
     are woven into the output in one parallel pass; then col2im pays only where the
-    per-call gather is large against the input (2 threads, in-process alternation,
-    2026-11, col2im / phases time, writable weights): 1024->512 @28 (0.4 w) 0.93,
-    512->256 @14 b8 (1.5 w) 1.01, 512->256 @52 (2.6 w) 1.06, 256->128 @100 1.08,
-    128->64 @196 1.15, 64->64 @96 b2 1.39, 32->32 @64 b4 1.21; read-only weights
-    1.01 to 1.30 on the same layers. (The overlapping 4x4/2 layers of DCGAN at
-    x <= 2 w: col2im / phases 0.87 and 0.90 read-only, 0.88 and about 1.0 writable.)"""
+    per-call gather is large against the input. `benchmarks/paths.py transposed`
+    (2 threads, 2026-11, phases / col2im time), writable weights: 1024->512 @28 (0.4 w)
+    1.05, 512->256 @14 b8 (1.5 w) 0.96, 512->256 @52 (2.6 w) 0.93, 256->128 @100 0.99,
+    128->64 @196 0.98, 64->64 @96 b2 0.81; read-only: 0.96-0.98, and 0.78 for the
+    last. DCGAN's overlapping 4x4/2 layers (x <= 2 w) keep col2im: 1.66, 1.08, 1.12
+    (read-only 1.26, 1.06, 1.20)."""
     n, c_in, h, w = x4.shape
     cols = n * h * w * w4[0].size * x4.itemsize
     kh, kw = w4.shape[2:]
