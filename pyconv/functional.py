@@ -563,15 +563,16 @@ def _conv_transpose_phases(x4, w4, bc, y4, stride, pads, dilation, groups, clamp
     packed = _cached_transform(weight, tag,
                                lambda: _gather_phases(w4, plan, groups, y4.dtype))
     offsets = np.zeros(sh * sw, np.intp)
-    sizes = [n * c_out * -(-(oh_n - rh) // sh) * -(-(ow_n - rw) // sw) for rh, rw, *_ in plan]
-    phases = _conv_kernels.empty((sum(sizes),), y4.dtype)
+    # phase (rh, rw): output rows rh::sh and columns rw::sw, one after another in `phases`
+    shapes = [(n, c_out, -(-(oh_n - rh) // sh), -(-(ow_n - rw) // sw)) for rh, rw, *_ in plan]
+    phases = _conv_kernels.empty((sum(math.prod(shp) for shp in shapes),), y4.dtype)
     threads = _threads(x4.size * w4[0].size)
     few_channels = _narrow(w4.shape[1])
     start = weights_start = 0
-    for (rh, rw, rows, cols, shape), size in zip(plan, sizes):
+    for (rh, rw, rows, cols, shape), phase_shape in zip(plan, shapes):
         offsets[rh * sw + rw] = start
-        phase = phases[start:start + size].reshape(n, c_out, -(-(oh_n - rh) // sh), -1)
-        start += size
+        phase = phases[start:start + math.prod(phase_shape)].reshape(phase_shape)
+        start += phase.size
         if shape is None:  # no tap lands here: bias and activation only
             phase[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
             continue
