@@ -4,6 +4,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base HEAD                   # ResNet-50 / VGG shapes, batch 1
     python benchmarks/ab.py --base 2e0fe28 --shapes 1x3x224:64k7s2p3 1x512x14:512k3p1
     python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
+    python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -89,7 +90,15 @@ def parse_shape(text):
     return n, c, h, o, k, s, p
 
 
-def ab(base, new, shape, threads, pairs, rng, kernel="gemm"):
+def evict(buf=[]):
+    """Push the caches' contents out to DRAM: write one float per 64-byte line of a
+    buffer twice the size of a large L3 (64 MiB)."""
+    if not buf:
+        buf.append(np.zeros(16 << 20, np.float32))
+    buf[0][::16] += 1.0
+
+
+def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
     n, c, h, o, k, s, p = shape
     oh = (h + 2 * p - k) // s + 1
     x = rng.standard_normal((n, c, h, h), dtype=np.float32)
@@ -102,12 +111,14 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm"):
                  lambda: new.conv2d_igemm(x, w, b, y1, *args)]
     else:
         m = 4 if kernel == "winograd" else 2
-        u = np.empty(((m + 2) ** 2, o, c), np.float32)
-        (new.winograd_weights if m == 4 else new.winograd2_weights)(w, u, threads)
+        # Each build transforms its own filter: the layout of U is the kernel set's own.
+        u0, u1 = (np.empty(((m + 2) ** 2, o, c), np.float32) for _ in range(2))
+        for k, u in ((base, u0), (new, u1)):
+            (k.winograd_weights if m == 4 else k.winograd2_weights)(w, u, threads)
         name = "winograd_conv2d" if m == 4 else "winograd2_conv2d"
         args = (p, p, -np.inf, np.inf, threads)
-        calls = [lambda: getattr(base, name)(x, u, b, y0, *args),
-                 lambda: getattr(new, name)(x, u, b, y1, *args)]
+        calls = [lambda: getattr(base, name)(x, u0, b, y0, *args),
+                 lambda: getattr(new, name)(x, u1, b, y1, *args)]
     for call in calls * 3:
         call()
     if not np.array_equal(y0, y1):
@@ -116,6 +127,8 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm"):
     times = ([], [])
     for i in range(pairs):
         for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+            if cold:
+                evict()
             t0 = time.perf_counter()
             calls[j]()
             times[j].append(time.perf_counter() - t0)
@@ -133,6 +146,9 @@ def main(argv=None):
     ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2"],
                     help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cold", action="store_true",
+                    help="evict the caches before each call (weights and input from DRAM, as "
+                         "in a whole network at batch 1)")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of calls per shape (default 3)")
     opts = ap.parse_args(argv)
 
@@ -146,15 +162,15 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         base = build_base(opts.base, opts.set, workdir)
         print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, "
-              f"kernel {opts.kernel}, {opts.threads} threads; new/base < 1: the working tree "
-              f"is faster")
+              f"kernel {opts.kernel}, {opts.threads} threads{', cold caches' if opts.cold else ''}; "
+              f"new/base < 1: the working tree is faster")
         for text in shapes:
             shape = parse_shape(text)
             t = time.perf_counter()
-            ab(base, new, shape, opts.threads, 2, rng, opts.kernel)
+            ab(base, new, shape, opts.threads, 2, rng, opts.kernel, opts.cold)
             once = max((time.perf_counter() - t) / 10, 1e-5)
             pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1
-            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel)
+            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel, opts.cold)
             print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
                   f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
 

@@ -701,6 +701,9 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                     if wide:
                         r0 = 0                  # rows of the M block, 6 or 12 at a time
                         while r0 + wide <= n_o:
+                            if j == 0 and r0 + 2 * wide <= n_o:   # the next rows' weights
+                                pyconv_prefetch_rows(L.u + (t * c_out + o0 + r0 + wide) * c_in + k0,
+                                                     c_in * sizeof(float), kc * sizeof(float), wide)
                             pyconv_ukr_f32_narrow(wide, kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
                                                   c_in, b_tile, ldb,
                                                   mbuf + t * ldt_m + r0 * ldb + j * nr, ldb, kb > 0)
@@ -716,6 +719,9 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                         p = pb0 + r0 // PYCONV_MR  # then whole panels, as below
                     for p in range(p, pb1):
                         a_panel = L.u + (t * c_out + p * PYCONV_MR) * c_in + k0
+                        if j == 0 and p + 1 < pb1:           # the next panel's weights
+                            pyconv_prefetch_rows(a_panel + PYCONV_MR * c_in, c_in * sizeof(float),
+                                                 kc * sizeof(float), PYCONV_MR)
                         c_tile = mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr
                         mr = min(c_out - p * PYCONV_MR, PYCONV_MR)
                         if mr == PYCONV_MR and nrj == nr:
