@@ -88,7 +88,11 @@ cdef enum:
     MC_PANELS = 32   # panels per M block (see the loop order above)
     FOLD_TILES = 8   # images of at most this many tiles are folded (_igemm_folded)
     STAGE_BYTES = 1 << 18  # _igemm_folded's staging block
-    PREFETCH_MIN_BYTES = 1 << 19  # filters prefetched panel by panel (_prefetch_weights)
+    # Filters prefetched panel by panel (_prefetch_weights). benchmarks/ab.py --cold
+    # (caches evicted before each call, as in a network at batch 1), 2 threads, 1x1
+    # at b1: 256 -> 1024 @14 0.89-0.91 the time, 512 -> 2048 @7 0.89-0.90, 2048 -> 512
+    # @7 0.91-0.98, 1024 -> 256 @14 0.99-1.00; 3x3/2 512@14 0.92.
+    PREFETCH_MIN_BYTES = 1 << 19
 
 
 cdef extern from "_workspace.h" nogil:

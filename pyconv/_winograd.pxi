@@ -560,7 +560,13 @@ cdef extern from *:
 # L3): it took 4 until 2026-11 -- 2 threads, F(4, 3) 64@14x14 b8 0.65x, 128@14 b8
 # 0.74x, 256@14 b8 0.90x, 64@28 b2 0.73x the time, F(2, 3) 512@7 b8 0.95x
 # (in-process A/B of the two builds).
+# U's rows are prefetched panel by panel (pyconv_prefetch_rows, _ukernel.h) for filters of
+# at least WINO_PREFETCH_MIN_BYTES, which stream from L3 or DRAM: in-process A/B (2
+# threads, benchmarks/ab.py) F(4, 3) 512@28x28 b1 0.89-0.95, 512@14 0.91, 512@7 0.92,
+# 8x512@14 0.88, 256@14 0.88-0.97 the time; F(2, 3) 512@7 0.86, 256@14 0.97. Below it
+# (64 and 128 channels: 0.6 and 2.4 MB, in L2 and L3) it cost 1-8 %.
 cdef enum:
+    WINO_PREFETCH_MIN_BYTES = 4 << 20
     WINO_TB_MAX_NR = 2
     WINO_V_BYTES = 1 << 20
     WINO_M_BYTES = 1 << 19
@@ -626,6 +632,7 @@ def winograd2_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
 # The layer, as the schedules and the unit body see it.
 ctypedef struct _WinoLayer:
     int m
+    int prefetch    # fetch each next panel's U rows into L2 (WINO_PREFETCH_MIN_BYTES)
     Py_ssize_t npt, c_in, c_out, h, wd, oh, ow, ph, pw, tw, tpi
     const float* x
     const float* u
@@ -701,7 +708,7 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                     if wide:
                         r0 = 0                  # rows of the M block, 6 or 12 at a time
                         while r0 + wide <= n_o:
-                            if j == 0 and r0 + 2 * wide <= n_o:   # the next rows' weights
+                            if L.prefetch and j == 0 and r0 + 2 * wide <= n_o:   # the next rows'
                                 pyconv_prefetch_rows(L.u + (t * c_out + o0 + r0 + wide) * c_in + k0,
                                                      c_in * sizeof(float), kc * sizeof(float), wide)
                             pyconv_ukr_f32_narrow(wide, kc, L.u + (t * c_out + o0 + r0) * c_in + k0,
@@ -719,7 +726,7 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                         p = pb0 + r0 // PYCONV_MR  # then whole panels, as below
                     for p in range(p, pb1):
                         a_panel = L.u + (t * c_out + p * PYCONV_MR) * c_in + k0
-                        if j == 0 and p + 1 < pb1:           # the next panel's weights
+                        if L.prefetch and j == 0 and p + 1 < pb1:   # the next panel's
                             pyconv_prefetch_rows(a_panel + PYCONV_MR * c_in, c_in * sizeof(float),
                                                  kc * sizeof(float), PYCONV_MR)
                         c_tile = mbuf + t * ldt_m + (p - pb0) * PYCONV_MR * ldb + j * nr
@@ -867,6 +874,7 @@ cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         raise ValueError(f"{name}: empty input")
     cdef _WinoLayer L
     L.m = m
+    L.prefetch = npt * c_out * c_in * sizeof(float) >= WINO_PREFETCH_MIN_BYTES
     L.npt = npt
     L.c_in = c_in
     L.c_out = c_out
