@@ -5,6 +5,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base 2e0fe28 --shapes 1x3x224:64k7s2p3 1x512x14:512k3p1
     python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
     python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
+    python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -15,7 +16,8 @@ set (``git archive`` into a temporary directory; its ``_kernels_<set>.pyx`` comp
 another module name, with setup.py's flags) and imports it beside the working tree's
 build (which must be built: ``python setup.py build_ext --inplace``).
 
-Output per shape: both medians and new / base time (< 1: the working tree is faster).
+Output per shape (or model): both medians and new / base time (< 1: the working tree is
+faster).
 Only a raw kernel entry is timed (no Python checks, no algorithm choice): ``conv2d_igemm``,
 or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
 transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed). A direction for development, not a benchmark result: the suites
@@ -23,6 +25,7 @@ transformed filter (3x3 stride-1 shapes; the filter transform itself is not time
 """
 
 import argparse
+import collections
 import importlib.util
 import os
 import re
@@ -136,6 +139,44 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
     return statistics.median(times[0]), statistics.median(times[1]), ratio
 
 
+def ab_model(base, new, name, batch, threads, budget, rng):
+    """Whole forward passes of a light ONNX model (bench_models.py) through pyconv.onnx,
+    alternating the two kernel sets as ``pyconv._dispatch.kernels`` -- what the
+    convolutions (GEMM, direct, Winograd) call; each set keeps its own cache of
+    transformed filters. (The max-pooling kernels, bound at import, stay the working
+    tree's.) Returns both medians and the median of the per-pair ratios."""
+    import bench_models
+    import pyconv
+    import pyconv.functional as F
+    import pyconv.onnx as ponnx
+    from pyconv import _dispatch
+
+    data, shape = bench_models.light_model(name, rng)
+    x = rng.standard_normal((batch,) + shape[1:]).astype(np.float32)
+    pyconv.set_num_threads(threads)
+    model = ponnx.load(data)
+    caches = {id(base): collections.OrderedDict(), id(new): collections.OrderedDict()}
+    saved = _dispatch.kernels, F._TRANSFORM_CACHE
+
+    def run(kernels):
+        _dispatch.kernels, F._TRANSFORM_CACHE = kernels, caches[id(kernels)]
+        t0 = time.perf_counter()
+        model(x)
+        return time.perf_counter() - t0
+
+    try:
+        once = max(run(base), run(new), run(base), run(new))
+        pairs = int(min(max(budget / (2 * once), 7), 201)) | 1
+        times = ([], [])
+        for i in range(pairs):
+            for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+                times[j].append(run((base, new)[j]))
+    finally:
+        _dispatch.kernels, F._TRANSFORM_CACHE = saved
+    ratio = statistics.median(t1 / t0 for t0, t1 in zip(*times))
+    return statistics.median(times[0]), statistics.median(times[1]), ratio, pairs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
@@ -149,6 +190,9 @@ def main(argv=None):
     ap.add_argument("--cold", action="store_true",
                     help="evict the caches before each call (weights and input from DRAM, as "
                          "in a whole network at batch 1)")
+    ap.add_argument("--models", nargs="+", default=[],
+                    help="instead of shapes: whole light ONNX models (bench_models.py), e.g. resnet50")
+    ap.add_argument("--batch", type=int, default=1, help="batch of --models (default 1)")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of calls per shape (default 3)")
     opts = ap.parse_args(argv)
 
@@ -164,7 +208,12 @@ def main(argv=None):
         print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, "
               f"kernel {opts.kernel}, {opts.threads} threads{', cold caches' if opts.cold else ''}; "
               f"new/base < 1: the working tree is faster")
-        for text in shapes:
+        for name in opts.models:
+            t0, t1, ratio, pairs = ab_model(base, new, name, opts.batch, opts.threads,
+                                            opts.budget, rng)
+            print(f"{name + ' b' + str(opts.batch):22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
+                  f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
+        for text in shapes if not opts.models else []:
             shape = parse_shape(text)
             t = time.perf_counter()
             ab(base, new, shape, opts.threads, 2, rng, opts.kernel, opts.cold)
