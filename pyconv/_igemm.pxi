@@ -30,6 +30,7 @@
 # Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
 # full im2col, and no packed copy of the weights.
 
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -330,7 +331,7 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                        Py_ssize_t oh_n, Py_ssize_t ow_n,
                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                       floating lo, floating hi, int num_threads) noexcept nogil:
+                       floating lo, floating hi, int num_threads, const floating* rp) noexcept nogil:
     """igemm_conv2d for a batch of small images (at most FOLD_TILES tiles, the last one
     partly empty: 7x7 images fill 49/56 of their tiles, 4x4 ones 16/24). Per image, a
     unit would also stream all the weights for those few tiles. Here the GEMM's N runs
@@ -339,7 +340,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     two images, so the micro-kernel writes a per-thread staging block (channels x
     pixels, STAGE_BYTES) that is copied into y image by image after the last K block,
     bias and clamp already applied. The channel block is what the staging block
-    holds: B is packed once per channel block (all of them, mostly)."""
+    holds: B is packed once per channel block (all of them, mostly). rp: see
+    _igemm_conv2d (the residual is added as the staging block is copied out)."""
     cdef Py_ssize_t c_in = c_all // groups
     cdef Py_ssize_t m_n = c_out // groups
     cdef Py_ssize_t k_n = c_in * kh * kw
@@ -364,9 +366,11 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t units = groups * pblocks * mblocks
     cdef Py_ssize_t n_kb = (k_n + KC - 1) // KC
     cdef int prefetch = _prefetch_weights(m_n * k_n * sizeof(floating))
+    cdef floating lo_k = lo if rp == NULL else -INFINITY   # the GEMM's clamp: after the
+    cdef floating hi_k = hi if rp == NULL else INFINITY    # residual, if one is added
 
     cdef Py_ssize_t unit, rest, g, pb, mb, q0, np_, np_pad, n_tiles, mc0, mc1
-    cdef Py_ssize_t kb, k0, kc, k, q, n, p, ln, rows
+    cdef Py_ssize_t kb, k0, kc, k, q, n, p, ln, rows, off
     cdef Py_ssize_t vl = _vl(<floating>0), tail = _tail_pixels(p_all, nr, vl)  # the batch's last pixels
     cdef int has_tail
     cdef floating* buf
@@ -421,7 +425,7 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                     _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
                 _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt, stage, ldb, mc0, mc1, m_n,
                              kc, np_, has_tail, kb > 0, bp + g * m_n if kb == n_kb - 1 else NULL,
-                             lo, hi, prefetch)
+                             lo_k, hi_k, prefetch)
             rows = m_n - mc0 * PYCONV_MR  # staging rows that hold channels
             if rows > (mc1 - mc0) * PYCONV_MR:
                 rows = (mc1 - mc0) * PYCONV_MR
@@ -432,9 +436,13 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                 ln = p_n - p
                 if ln > np_ - q:
                     ln = np_ - q
-                for k in range(rows):
-                    memcpy(yp + (n * c_out + g * m_n + mc0 * PYCONV_MR + k) * p_n + p,
-                           stage + k * ldb + q, ln * sizeof(floating))
+                if rp == NULL:
+                    for k in range(rows):
+                        memcpy(yp + (n * c_out + g * m_n + mc0 * PYCONV_MR + k) * p_n + p,
+                               stage + k * ldb + q, ln * sizeof(floating))
+                else:
+                    off = (n * c_out + g * m_n + mc0 * PYCONV_MR) * p_n + p
+                    _add_residual(yp + off, stage + q, ldb, rp + off, p_n, rows, ln, lo, hi)
                 q = q + ln
         _aligned_free(stage)
         _aligned_free(buf)
@@ -453,6 +461,37 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     clamp(bias + correlation(x (n_img, c_all, h, wd), w (c_out, c_all/groups, kh, kw)), lo, hi).
     Arguments must be valid (non-empty, groups dividing both channel counts).
     Returns 0, or -1 when a per-thread buffer cannot be allocated (y is then incomplete)."""
+    return _igemm_conv2d(xp, wp, bp, yp, n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
+                         sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads, NULL)
+
+
+cdef inline void _add_residual(floating* y, const floating* c, Py_ssize_t ldc, const floating* r,
+                               Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t n,
+                               floating lo, floating hi) noexcept nogil:
+    """y[i, j] = clamp(c[i, j] + r[i, j], lo, hi) for i < rows, j < n (y, r rows ld apart,
+    c rows ldc apart; c may be y): the residual join's arithmetic, as _conv.add_clamp
+    does it (the sum rounded once, NaN passes the clamp)."""
+    cdef Py_ssize_t i, j
+    cdef floating v
+    for i in range(rows):
+        for j in range(n):
+            v = c[i * ldc + j] + r[i * ld + j]
+            v = lo if v < lo else v
+            y[i * ld + j] = hi if v > hi else v
+
+
+cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* bp, floating* yp,
+                       Py_ssize_t n_img, Py_ssize_t c_all, Py_ssize_t h, Py_ssize_t wd,
+                       Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t oh_n, Py_ssize_t ow_n,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                       floating lo, floating hi, int num_threads, const floating* rp) noexcept nogil:
+    """igemm_conv2d, and with a residual rp (NULL: none; an array of y's shape):
+    y = clamp(bias + correlation(x, w) + residual, lo, hi) -- a residual network's
+    Conv -> Add (-> ReLU) in one call, the same values as the convolution followed
+    by _conv.add_clamp, bit for bit: the GEMM stores bias + sum unclamped, and each
+    unit adds its block of the residual while that block of y is still in cache."""
     cdef Py_ssize_t c_in = c_all // groups
     cdef Py_ssize_t m_n = c_out // groups          # GEMM M: output channels per group
     cdef Py_ssize_t k_n = c_in * kh * kw           # GEMM K: taps per output
@@ -462,7 +501,7 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     cdef Py_ssize_t tiles = (p_n + nr - 1) // nr
     if n_img > 1 and tiles <= FOLD_TILES and (tiles * nr - p_n) * 10 > tiles * nr:
         return _igemm_folded(xp, wp, bp, yp, n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
-                             sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads)
+                             sh, sw, ph, pw, dh, dw, groups, lo, hi, num_threads, rp)
     # Work units: (image, group, block of whole NR tiles of at most NC_MAX pixels,
     # block of output-channel panels). With few units, both splits aim at a multiple
     # of the threads (7 units on 2 threads idle one thread for 1/8 of the call):
@@ -514,8 +553,10 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
     cdef Py_ssize_t units = img_units * pblocks * mblocks
 
     cdef Py_ssize_t unit, rest, n, g, pb, mb, p0, np_, mp0, mp1, kb, k0, kc
-    cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC
+    cdef Py_ssize_t n_tiles, n_kb = (k_n + KC - 1) // KC, off, rows
     cdef int prefetch = _prefetch_weights(m_n * k_n * sizeof(floating))
+    cdef floating lo_k = lo if rp == NULL else -INFINITY   # the GEMM's clamp: after the
+    cdef floating hi_k = hi if rp == NULL else INFINITY    # residual, if one is added
     cdef int has_tail
     cdef floating* buf
     cdef floating* bt
@@ -556,7 +597,11 @@ cdef int igemm_conv2d(const floating* xp, const floating* wp, const floating* bp
                 _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt,
                              yp + (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0, p_n,
                              mp0, mp1, m_n, kc, np_, has_tail, kb > 0,
-                             bp + g * m_n if kb == n_kb - 1 else NULL, lo, hi, prefetch)
+                             bp + g * m_n if kb == n_kb - 1 else NULL, lo_k, hi_k, prefetch)
+            if rp != NULL:     # the unit's block of y, + its block of the residual
+                off = (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0
+                rows = min(mp1 * PYCONV_MR, m_n) - mp0 * PYCONV_MR
+                _add_residual(yp + off, yp + off, p_n, rp + off, p_n, rows, np_, lo, hi)
         _aligned_free(buf)
     return -1 if failed else 0
 
@@ -565,21 +610,33 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                  const floating[::1] bias, floating[:, :, :, ::1] y,
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                 double lo, double hi, int num_threads):
+                 double lo, double hi, int num_threads,
+                 const floating[:, :, :, ::1] residual=None):
     """y = clamp(bias + correlation(x, w), lo, hi) -- the same contract, arguments and
-    results (up to rounding) as pyconv._conv.conv2d_forward."""
+    results (up to rounding) as pyconv._conv.conv2d_forward. With a residual (y's
+    shape; not y itself): y = clamp(bias + correlation(x, w) + residual, lo, hi), bit for
+    bit the convolution without the clamp followed by _conv.add_clamp(y, residual)."""
     cdef Py_ssize_t n_img = x.shape[0], c_all = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t c_out = w.shape[0], c_in = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t oh_n = y.shape[2], ow_n = y.shape[3]
     if (y.shape[0] != n_img or y.shape[1] != c_out or bias.shape[0] != c_out
             or c_in * groups != c_all or c_out % groups != 0):
         raise ValueError("conv2d_igemm: inconsistent shapes")
+    cdef const floating* rp = NULL
+    if residual is not None:
+        if (residual.shape[0] != n_img or residual.shape[1] != c_out
+                or residual.shape[2] != oh_n or residual.shape[3] != ow_n):
+            raise ValueError(f"conv2d_igemm: residual must have y's shape "
+                             f"{(n_img, c_out, oh_n, ow_n)}, got {tuple([residual.shape[i] for i in range(4)])}")
+        rp = &residual[0, 0, 0, 0]
+        if <const void*>rp == <const void*>&y[0, 0, 0, 0]:
+            raise ValueError("conv2d_igemm: residual must not be y")
     cdef int status
     with nogil:
-        status = igemm_conv2d(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0], &y[0, 0, 0, 0],
-                              n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
-                              sh, sw, ph, pw, dh, dw, groups, <floating>lo, <floating>hi,
-                              num_threads)
+        status = _igemm_conv2d(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &bias[0], &y[0, 0, 0, 0],
+                               n_img, c_all, h, wd, c_out, kh, kw, oh_n, ow_n,
+                               sh, sw, ph, pw, dh, dw, groups, <floating>lo, <floating>hi,
+                               num_threads, rp)
     if status != 0:
         raise MemoryError("conv2d: cannot allocate a per-thread packing buffer")
 

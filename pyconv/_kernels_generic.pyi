@@ -2,7 +2,7 @@
 # compiled with that set's ISA flags; the three modules share this interface).
 import numpy as np
 from numpy.typing import NDArray
-from typing import Any, Dict, TypeVar
+from typing import Any, Dict, Optional, TypeVar
 
 _F = TypeVar("_F", np.float32, np.float64)
 
@@ -13,7 +13,8 @@ NR_F64: int
 
 def conv2d_igemm(x: NDArray[_F], w: NDArray[_F], bias: NDArray[_F], y: NDArray[_F],
                  sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
-                 lo: float, hi: float, num_threads: int) -> None: ...
+                 lo: float, hi: float, num_threads: int,
+                 residual: Optional[NDArray[_F]] = None) -> None: ...
 def conv2d_direct(x: NDArray[_F], w: NDArray[_F], bias: NDArray[_F], y: NDArray[_F],
                   sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, groups: int,
                   lo: float, hi: float, num_threads: int) -> None: ...

@@ -171,8 +171,10 @@ def _check_rank(node, x, nd):
 # Convolution
 # ---------------------------------------------------------------------------------------
 
-@op("Conv")
+@op("Conv", "_ConvAdd")
 def conv(node, ctx):
+    """Conv; "_ConvAdd" (onnx._fold_residual): a Conv whose fourth input is added to its
+    output before the clamp."""
     node.max_outputs(1)
     w_const, b_const = ctx.const(node.input(1)), ctx.const(node.input(2))
     kernel_attr = _ints(node.attr("kernel_shape"), "kernel_shape", node)
@@ -187,13 +189,13 @@ def conv(node, ctx):
     has_bias = node.input(2) is not None
     plan = F._ConvPlan()   # this node's checked call, for the next run on the same shapes
 
-    def run(x, w, b=None):
+    def run(x, w, b=None, residual=None):
         _check_rank(node, x, nd)
         w = w_ready if w_ready is not None else w
         b = b_ready if b_ready is not None else (b if has_bias else None)
         pads = resolve(x.shape[2:], w.shape[2:])
         return F._conv("Conv", nd, x, w, b, strides, pads, dilations, groups, "zeros",
-                       None, False, clamp=clamp, plan=plan)
+                       None, False, clamp=clamp, plan=plan, residual=residual)
     return run
 
 

@@ -199,33 +199,57 @@ class _ConvPlan:
             return st
         return None
 
-    def keep(self, weight, bias, args, x, shape, x4, y4, w4, bc, kernel_fn, tile, params):
+    def keep(self, weight, bias, args, x, shape, x4, y4, w4, bc, kernel_fn, tile, params,
+             join=None):
         self.state = (weight, bias, args, x.shape, x.dtype,
                       (weight.shape, weight.dtype, weight.strides, _frozen(weight)),
                       shape, x4.shape, y4.shape, w4, bc, kernel_fn, tile, params,
-                      y4.size * w4[0].size)
+                      y4.size * w4[0].size, join)
 
     @staticmethod
-    def run(st, x):
-        weight, shape, x4_shape, y4_shape, w4, bc, kernel_fn, tile, params, work = (
+    def run(st, x, residual=None):
+        weight, shape, x4_shape, y4_shape, w4, bc, kernel_fn, tile, params, work, join = (
             st[0], *st[6:])
         y = _conv_kernels.empty(shape, x.dtype)
         x4, y4 = x.reshape(x4_shape), y.reshape(y4_shape)
         if tile:
             u = _winograd_weights(weight, w4, tile)   # from the cache when frozen
             kernel_fn(x4, u, bc, y4, *params, _threads(work))
+        elif join == "fused":
+            kernel_fn(x4, w4, bc, y4, *params, _threads(work), residual=residual.reshape(y4_shape))
         else:
             kernel_fn(x4, w4, bc, y4, *params, _threads(work))
+        if join is not None and join != "fused":
+            _join_residual(y, residual, join)
         return y
 
 
+def _join_residual(y, residual, clamp):
+    """y = clamp(y + residual) in place (y and residual C-contiguous, one shape and dtype)."""
+    _conv_kernels.add_clamp(y.reshape(-1), residual.reshape(-1), y.reshape(-1),
+                            clamp[0], clamp[1], _threads(y.size * 8))
+
+
+def _residual_fits(residual, shape, dtype):
+    """Whether _conv can add ``residual`` to its output of ``shape`` and ``dtype`` itself."""
+    return (type(residual) is np.ndarray and residual.shape == shape and residual.dtype == dtype
+            and residual.dtype.isnative and residual.flags.c_contiguous and residual.flags.aligned)
+
+
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
-          padding_mode, out, flip, clamp=_NO_CLAMP, algorithm="auto", plan=None):
+          padding_mode, out, flip, clamp=_NO_CLAMP, algorithm="auto", plan=None, residual=None):
+    """The convolutions' common body. residual (ONNX's Conv -> Add -> ReLU, see
+    pyconv/onnx.py): the result is then clamp(convolution + residual), bit for bit the
+    convolution without the clamp followed by _add_clamp(y, residual, clamp) -- which is
+    what runs when residual is not a C-contiguous array of the output's shape and dtype;
+    when it is, the GEMM kernel adds it block by block while the block is in cache, the
+    other kernels in one pass afterwards."""
     if plan is not None and out is None:
-        args = (stride, padding, dilation, groups, padding_mode, flip, clamp, algorithm)
+        args = (stride, padding, dilation, groups, padding_mode, flip, clamp, algorithm,
+                residual is not None)
         st = plan.lookup(input, weight, bias, args)
-        if st is not None:
-            return plan.run(st, input)
+        if st is not None and (residual is None or _residual_fits(residual, st[6], st[4])):
+            return plan.run(st, input, residual)
     x = _as_array(input, "input")
     w = _as_array(weight, "weight")
     b = None if bias is None else _as_array(bias, "bias")
@@ -267,6 +291,13 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
     shape = ((x.shape[0],) if batched else ()) + (c_out,) + out_sizes
     _args.check_elements(op, shape)
     _check_out(op, out, shape, result, [(x, "input"), (w, "weight"), (b, "bias")])
+    if residual is not None and (out is not None or result != compute
+                                 or not _residual_fits(residual, shape, result)):
+        # Another shape (broadcast), dtype or layout: the convolution, then NumPy's rules.
+        y = _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
+                  padding_mode, None, flip, _NO_CLAMP, algorithm, plan)
+        return _add_clamp(y, residual, clamp, out=out)
+    join = None if residual is None else clamp   # the clamp, applied after the residual join
 
     # Normalise: batched, native, contiguous; non-zero padding modes pad in NumPy.
     xc = _native(x if batched else x[None], compute)
@@ -279,7 +310,9 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
     y4 = y.reshape((xc.shape[0], c_out) + (1,) * (2 - nd) + out_sizes)
     if y4.size:
         if xc.size == 0:  # no input channels or an empty input: only bias and activation
-            y4[...] = np.clip(bc.reshape(-1, 1, 1), *clamp)
+            y4[...] = bc.reshape(-1, 1, 1) if join else np.clip(bc.reshape(-1, 1, 1), *clamp)
+            if join:
+                _join_residual(y, residual, join)
         else:
             x4 = xc.reshape(xc.shape[:2] + (1,) * (2 - nd) + xc.shape[2:])
             w4 = wc.reshape(wc.shape[:2] + (1,) * (2 - nd) + wc.shape[2:])
@@ -291,22 +324,32 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
             if algorithm == "auto":
                 algorithm = _auto_algorithm(w, w4, y4, groups, fits and not flip)
             threads = _threads(y4.size * w4[0].size)
+            # With a residual the kernel's own clamp waits: the GEMM kernel joins it itself
+            # ("fused"), the others leave it to one pass afterwards (_join_residual).
+            lo, hi = clamp if join is None or algorithm == "gemm" else _NO_CLAMP
+            if join is not None and algorithm == "gemm":
+                join = "fused"
             if algorithm in _WINOGRAD_TILE:
                 m = _WINOGRAD_TILE[algorithm]
                 u = _winograd_weights(w if not flip else None, w4, m)
                 kernel_fn = (_dispatch.kernels.winograd_conv2d if m == 4
                              else _dispatch.kernels.winograd2_conv2d)
-                params = (ph, pw, clamp[0], clamp[1])
+                params = (ph, pw, lo, hi)
                 kernel_fn(x4, u, bc, y4, *params, threads)
             else:
                 m = 0
                 kernel_fn = (_dispatch.kernels.conv2d_igemm if algorithm == "gemm"
                              else _dispatch.kernels.conv2d_direct)
-                params = (sh, sw, ph, pw, dh, dw, groups, clamp[0], clamp[1])
-                kernel_fn(x4, w4, bc, y4, *params, threads)
+                params = (sh, sw, ph, pw, dh, dw, groups, lo, hi)
+                if join == "fused":
+                    kernel_fn(x4, w4, bc, y4, *params, threads, residual=residual.reshape(y4.shape))
+                else:
+                    kernel_fn(x4, w4, bc, y4, *params, threads)
+            if join is not None and join != "fused":
+                _join_residual(y, residual, join)
             if (plan is not None and out is None and xc is input and wc is weight and not flip
                     and (bc is bias or bias is None) and y.dtype == result):
-                plan.keep(weight, bias, args, x, shape, x4, y4, w4, bc, kernel_fn, m, params)
+                plan.keep(weight, bias, args, x, shape, x4, y4, w4, bc, kernel_fn, m, params, join)
     return _finish(y, out, result)
 
 

@@ -369,8 +369,9 @@ def _per_channel(value, rank, channels):
 
 def _fuse(nodes, ctx, graph_outputs):
     """BatchNormalization -> channel affine; affine (and per-channel Mul/Add/Sub/Div by a
-    constant) folded into the preceding Conv or affine; Relu/Clip folded into the clamp
-    of the preceding Conv, ConvTranspose, affine, Gemm, Add or Sum."""
+    constant) folded into the preceding Conv or affine; a Conv joined with the Add of a
+    residual (_fold_residual); Relu/Clip folded into the clamp of the preceding Conv,
+    ConvTranspose, affine, Gemm, Add or Sum."""
     counter = [0]
 
     def new_const(base, value):
@@ -389,9 +390,41 @@ def _fuse(nodes, ctx, graph_outputs):
                                new_const(node.outputs[0] + "/shift", affine[1])]
 
     # Affine folds first, to a fixed point, so that an activation is attached only to
-    # the last node of a Conv/BN -> Mul -> Add chain.
+    # the last node of a Conv/BN -> Mul -> Add chain; then residual joins, whose
+    # activation (ResNet's Add -> Relu) folds last, into the joined node.
     nodes = _fold_pairs(nodes, graph_outputs, lambda node, user: _fold_affine(node, user, ctx, new_const))
+    nodes = _fold_residual(nodes, graph_outputs)
     return _fold_pairs(nodes, graph_outputs, lambda node, user: _fold_activation(node, user, ctx))
+
+
+def _fold_residual(nodes, graph_outputs):
+    """Conv -> Add (or a two-input Sum) with another tensor, the Conv's output read by
+    the Add only: one node "_ConvAdd" in the Add's place -- the Conv with the other
+    tensor as a fourth input (its bias input "" where absent) -- which adds it while
+    each block of the output is in cache (F._conv's residual) instead of a separate
+    pass over three tensors. The Conv moves to the Add's place: the other tensor may be
+    computed after it (a ResNet block's projection shortcut), never after the Add."""
+    producer = {o: n for n in nodes for o in n.outputs if o}
+    consumers = _consumers(nodes)
+    joined = {}     # id(Add) -> the Conv that replaces it
+    moved = set()   # id(Conv) moved
+    for node in nodes:
+        if (node.impl not in ("Add", "Sum") or len(node.inputs) != 2 or not all(node.inputs)
+                or node.attrs or node.clamp is not None or node.inputs[0] == node.inputs[1]):
+            continue
+        for i in (0, 1):
+            conv = producer.get(node.inputs[i])
+            if (conv is None or conv.impl != "Conv" or conv.clamp is not None
+                    or len(conv.outputs) != 1 or conv.outputs[0] in graph_outputs
+                    or consumers.get(conv.outputs[0]) != [node] or id(conv) in moved):
+                continue
+            conv.impl = "_ConvAdd"
+            conv.inputs = (conv.inputs + [""] * 3)[:3] + [node.inputs[1 - i]]
+            conv.outputs = list(node.outputs)
+            joined[id(node)] = conv
+            moved.add(id(conv))
+            break
+    return [joined.get(id(n), n) for n in nodes if id(n) not in moved]
 
 
 def _fold_pairs(nodes, graph_outputs, fold):
@@ -482,7 +515,7 @@ def _fold_affine(node, user, ctx, new_const):
     return False
 
 
-_CLAMPABLE = ("Conv", "ConvTranspose", "_ChannelAffine", "Gemm", "Add", "Sum")
+_CLAMPABLE = ("Conv", "_ConvAdd", "ConvTranspose", "_ChannelAffine", "Gemm", "Add", "Sum")
 
 
 def _fold_activation(node, user, ctx):

@@ -411,6 +411,79 @@ def test_a_conv_output_read_twice_is_not_folded():
     close(ponnx.load(model)(x), ort_run(model, {"x": x})["y"])
 
 
+def residual_block_model(projection=True, relu=True, extra_outputs=()):
+    """A ResNet block end: x -> Conv -> Conv -> "c", the shortcut "s" (a 1x1 projection
+    Conv of x listed *after* c's Conv, or x itself), Add(c, s) (-> Relu) -> y."""
+    inits = {"w1": rand(6, 4, 3, 3, seed=11), "b1": rand(6, seed=12), "w2": rand(8, 6, 1, 1, seed=13),
+             "w3": rand(8, 4, 1, 1, seed=14), "b3": rand(8, seed=15)}
+    if not projection:
+        inits["w2"] = rand(4, 6, 1, 1, seed=13)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "w2"], ["c"])]
+    if projection:
+        nodes.append(helper.make_node("Conv", ["x", "w3", "b3"], ["s"]))
+    nodes.append(helper.make_node("Add", ["c", "s" if projection else "x"], ["z" if relu else "y"]))
+    if relu:
+        nodes.append(helper.make_node("Relu", ["z"], ["y"]))
+    return chain(nodes, inits, [2, 4, 9, 7], outputs=("y",) + tuple(extra_outputs))
+
+
+def unfused(model, monkeypatch):
+    """The model loaded without the residual fold: the reference, step by step."""
+    with monkeypatch.context() as m:
+        m.setattr(ponnx, "_fold_residual", lambda nodes, graph_outputs: nodes)
+        return ponnx.load(model)
+
+
+@pytest.mark.parametrize("projection", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_conv_add_relu_join_into_one_step(projection, relu, monkeypatch):
+    model = residual_block_model(projection, relu)
+    m, ref = ponnx.load(model), unfused(model, monkeypatch)
+    # Conv, (projection Conv,) Conv + Add (+ Relu): one step fewer than the Add (+ Relu).
+    assert m.steps == 2 + projection and ref.steps == m.steps + 1
+    x = rand(2, 4, 9, 7, seed=21)
+    x0 = x.copy()
+    for _ in range(2):   # the second run takes the kept call (the Conv's plan)
+        y = m(x)
+        np.testing.assert_array_equal(y, ref(x))   # the joined step's arithmetic is the two steps'
+    np.testing.assert_array_equal(x, x0)           # the shortcut x is read, never written
+    close(y, ort_run(model, {"x": x})["y"])
+
+
+def test_a_conv_output_the_graph_returns_is_not_joined(monkeypatch):
+    # c is a graph output, so its Conv stays whole; the projection Conv joins the Add
+    # instead, c being its residual.
+    model = residual_block_model(extra_outputs=("c",))
+    m = ponnx.load(model)
+    assert m.steps == 3 and unfused(model, monkeypatch).steps == 4
+    x = rand(2, 4, 9, 7, seed=22)
+    np.testing.assert_array_equal(m.run({"x": x})["y"], unfused(model, monkeypatch).run({"x": x})["y"])
+    got, want = m.run({"x": x}), ort_run(model, {"x": x})
+    close(got["y"], want["y"])
+    close(got["c"], want["c"])
+
+
+def test_a_broadcast_residual_joins_by_numpy_rules(monkeypatch):
+    # The other addend is a (1, C, 1, 1) graph input: the joined step falls back to the
+    # convolution and a broadcasting add.
+    w = rand(5, 3, 3, 3, seed=31)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["r", "c"], ["z"]), helper.make_node("Relu", ["z"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6]),
+         helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 5, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    m = ponnx.load(model)
+    assert m.steps == 1
+    feeds = {"x": rand(1, 3, 6, 6, seed=32), "r": rand(1, 5, 1, 1, seed=33)}
+    np.testing.assert_array_equal(m.run(feeds)["y"], unfused(model, monkeypatch).run(feeds)["y"])
+    close(m.run(feeds)["y"], ort_run(model, feeds)["y"])
+
+
 def test_shape_chains_on_initializers_are_folded():
     inits = {"t": rand(3, 4, 5), "i": np.array(1, np.int64), "z": np.array([0], np.int64)}
     nodes = [helper.make_node("Shape", ["t"], ["s"]), helper.make_node("Gather", ["s", "i"], ["g"]),
