@@ -44,7 +44,9 @@
 # staged rows ((m + 2) x m (TB + VL) floats) -- bounded, never by the image.
 # (Tried: V in blocks of NR tiles, so that a B tile is one contiguous run: 5-20 %
 # faster on shared-schedule layers, 10-15 % slower on private ones at batch 8, where
-# runs of tiles straddle the blocks and their vector stores split; not kept.)
+# runs of tiles straddle the blocks and their vector stores split; not kept. Tried
+# again for the shared schedule alone, after the prefetch of U: 512@28x28 b1 1.01x the
+# time, 512@14 1.00, 256@14 1.00, 256@28 0.97, 128@28 1.10, 8 x 512@7 1.09: not kept.)
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
