@@ -19,13 +19,16 @@
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
 #              for each block of MC_PANELS panels (their weights, read in place, stay
-#                                    in L2; 32 x MR x KC floats = 128 KiB):
+#                                    in L2; 32 x MR x KC floats = 128 KiB; a large
+#                                    filter's next panel is prefetched into L2):
 #                for each NR-pixel tile (KC x NR, stays in L1 across the panels):
 #                  for each panel of MR channels:
 #                                    micro-kernel  C (+)= A * B   (_ukernel.h; an
 #                                    image's last tile of <= one vector of pixels:
 #                                    the tail kernel, on those columns transposed)
 #              the last K block's store adds the bias and clamps (fused output pass)
+#         '- with a residual (ONNX's Conv -> Add): the store leaves the clamp, and the
+#            unit adds its block of the residual while the block is in cache, then clamps
 #
 # Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
 # full im2col, and no packed copy of the weights.
