@@ -201,6 +201,8 @@ class _ConvPlan:
 
     def keep(self, weight, bias, args, x, shape, x4, y4, w4, bc, kernel_fn, tile, params,
              join=None):
+        # join (a call with a residual, see _conv): None without one; "fused" where the
+        # GEMM kernel adds it; else the clamp that run() applies after adding it.
         self.state = (weight, bias, args, x.shape, x.dtype,
                       (weight.shape, weight.dtype, weight.strides, _frozen(weight)),
                       shape, x4.shape, y4.shape, w4, bc, kernel_fn, tile, params,
