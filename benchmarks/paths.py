@@ -5,6 +5,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     python benchmarks/paths.py transposed --read-only --shapes 1x1024x28:512k2s2
     python benchmarks/paths.py maxpool                         # kernel set's vs general
     python benchmarks/paths.py maxpool --shapes 1x480x28:k3s2c 8x64x112:k3s2p1
+    python benchmarks/paths.py join                            # ONNX Conv + Add: 2 steps vs 1
 
 Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 
@@ -15,6 +16,9 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 * ``maxpool``: max pooling without indices by the general kernel (pyconv._pool, A) or
   the kernel set's (_maxpool.pxi, B), raw kernel entries on the same planes. Shapes
   NxCxH:kKsS[pP][c] (c: ceil mode).
+* ``join``: whole forward passes of a light ONNX model (bench_models.py) through
+  pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
+  Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
 
 Why in one process: on a shared VM two processes of the same build differ by up to 30 %;
 called in turn (A, B, A, B, ...) both see the same machine state, and the median of
@@ -44,6 +48,7 @@ PRESETS = {
                    "1x1024x28:512k2s2", "1x512x52:256k2s2", "1x256x100:128k2s2",
                    "1x128x196:64k2s2", "8x512x14:256k2s2", "2x64x96:64k2s2"],
     # VGG's 2x2/2, ResNet's stem, GoogLeNet's ceil-mode 3x3/2
+    "join": ["resnet50:1", "resnet50:8"],
     "maxpool": ["1x64x224:k2s2", "1x128x112:k2s2", "1x512x28:k2s2", "1x512x14:k2s2",
                 "1x64x112:k3s2p1", "1x192x56:k3s2c", "1x480x28:k3s2c"],
 }
@@ -86,6 +91,24 @@ def maxpool_pair(shape, threads, rng):
     return general, kernel_set, ""
 
 
+def join_pair(shape, rng):
+    import bench_models
+    import pyconv.onnx as ponnx
+
+    name, _, batch = shape.partition(":")
+    data, in_shape = bench_models.light_model(name, rng)
+    x = rng.standard_normal((int(batch or 1),) + in_shape[1:]).astype(np.float32)
+    joined = ponnx.load(data)
+    fold, ponnx._fold_residual = ponnx._fold_residual, lambda nodes, graph_outputs: nodes
+    try:
+        two_steps = ponnx.load(data)
+    finally:
+        ponnx._fold_residual = fold
+    same = np.array_equal(two_steps(x), joined(x))
+    extra = f"{two_steps.steps} -> {joined.steps} steps, " + ("bitwise" if same else "OUTPUTS DIFFER")
+    return lambda: two_steps(x), lambda: joined(x), extra
+
+
 def alternate(a, b, budget):
     """Median times of a and b and the median of the per-pair ratios b / a."""
     for _ in range(3):
@@ -114,13 +137,16 @@ def main():
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per shape")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set")}[args.pair]
+    names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
+             "join": ("two steps", "joined")}[args.pair]
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
           f"kernel set {_dispatch.name}" + (", read-only weights" if args.read_only else ""))
     with pyconv.num_threads(args.threads):
         for shape in args.shapes or PRESETS[args.pair]:
             if args.pair == "transposed":
                 a, b, extra = transposed_pair(shape, args.read_only, rng)
+            elif args.pair == "join":
+                a, b, extra = join_pair(shape, rng)
             else:
                 a, b, extra = maxpool_pair(shape, args.threads, rng)
             ta, tb, ratio, pairs = alternate(a, b, args.budget)

@@ -51,12 +51,17 @@ def test_json_holds_every_measurement(quick_run):
 
 @pytest.mark.parametrize("args", [["transposed", "--shapes", "1x32x5:8k2s2", "2x32x3:4k4s2p1"],
                                   ["transposed", "--read-only", "--shapes", "1x32x5:8k2s2"],
-                                  ["maxpool", "--shapes", "1x8x20:k2s2", "2x3x15:k3s2p1c"]])
+                                  ["maxpool", "--shapes", "1x8x20:k2s2", "2x3x15:k3s2p1c"],
+                                  ["join", "--shapes", "resnet50:1"]])
 def test_paths_alternates_both_paths(args):
     """benchmarks/paths.py runs both paths of each shape and prints one line per shape."""
+    if args[0] == "join":
+        pytest.importorskip("onnx")
     paths = os.path.join(os.path.dirname(RUN), "paths.py")
     proc = subprocess.run([sys.executable, paths, *args, "--budget", "0", "--threads", "1"],
                           capture_output=True, text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "ratio" in line]
     assert len(lines) == len(args) - args.index("--shapes") - 1
+    if args[0] == "join":   # the joined model gives the two steps' output, bit for bit
+        assert all("bitwise" in line for line in lines), lines
