@@ -231,7 +231,9 @@ static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, cons
  * accumulators -- as many FMAs as the two pipes hold in flight, so every late
  * broadcast stalls them (it ran 63 % of a 256@14x14 F(4x4) layer) -- MR x 1 only 4;
  * these have 12. Each sum is the full tile's, bitwise: the same products in the same
- * order. PYCONV_WIDE_MR2 / PYCONV_WIDE_MR1: their rows, 0 where absent. */
+ * order. PYCONV_WIDE_MR2 / PYCONV_WIDE_MR1: their rows, 0 where absent. AVX-512 has
+ * none: its 8 x 1-vector edge tile already keeps the pipes busy -- 12 x 2 with 24 x 1
+ * (or 16 x 1) ran 1.04-1.08 the time at 256@14x14 b1 (Intel, in-process A/B). */
 #define PYCONV_UKR_NARROW(NAME, ROWS, MR_, NV_)                                     \
     static inline void NAME(int64_t kc, const float *restrict A, int64_t lda,       \
                             const float *restrict B, int64_t ldb, float *restrict C, \

@@ -576,6 +576,12 @@ cdef enum:
     WINO_UNITS_PER_THREAD = 4
     WINO_PRIVATE_UNITS = 2
     WINO_SHARED_UNITS = 2
+    # Tiles past the last whole vector that the tail kernel does (_wino_tail_tiles).
+    # In-process A/B (benchmarks/ab.py, 2 threads, Intel AVX-512 and its AVX2 set):
+    # 49 tiles (28x28 at b1, and F(2, 3) at 14x14) 0.88-0.97 the time on both sets;
+    # 4 tiles (196) and 8 (392) were 5-8 % slower -- every tail column pays a full
+    # pass over the A rows and a reduction across lanes per row.
+    WINO_TAIL_MAX = 2
 
 from cython.parallel cimport threadid
 
@@ -636,6 +642,8 @@ ctypedef struct _WinoLayer:
     int m
     int prefetch    # fetch each next panel's U rows into L2 (WINO_PREFETCH_MIN_BYTES)
     Py_ssize_t npt, c_in, c_out, h, wd, oh, ow, ph, pw, tw, tpi
+    Py_ssize_t tiles    # of all images
+    Py_ssize_t tail     # the last tiles, done by the tail kernel (_wino_tail)
     const float* x
     const float* u
     const float* bias
@@ -659,6 +667,13 @@ cdef inline Py_ssize_t _wino_m_panels(const _WinoLayer* L, Py_ssize_t ldb, Py_ss
     return max(1, min(obp, most))
 
 
+cdef inline Py_ssize_t _wino_mbuf_floats(Py_ssize_t npt, Py_ssize_t ldt_m) noexcept nogil:
+    """A unit's M buffer: P x ldt_m floats, then one line (the output transform reads
+    up to VL - 1 floats past M's last tile: zeros) and the tail's transposed V
+    (_wino_tail: at most WINO_TAIL_MAX columns of KC, 64-byte aligned)."""
+    return npt * ldt_m + PYCONV_ALIGN // sizeof(float) + WINO_TAIL_MAX * KC
+
+
 cdef inline void _wino_input(const _WinoLayer* L, Py_ssize_t c0, Py_ssize_t nc, Py_ssize_t t0,
                              Py_ssize_t nt, float* v, Py_ssize_t ldb, Py_ssize_t ldt_v,
                              float* stage, Py_ssize_t ldst) noexcept nogil:
@@ -672,6 +687,38 @@ cdef inline void _wino_input(const _WinoLayer* L, Py_ssize_t c0, Py_ssize_t nc, 
                                v, ldb, ldt_v, stage, ldst)
 
 
+cdef inline Py_ssize_t _wino_tail_tiles(Py_ssize_t tiles) noexcept nogil:
+    """How many of the last tiles (of all images) the tail kernel does: those past the
+    last whole vector, when at most WINO_TAIL_MAX -- a column of a vector's width
+    would spend VL lanes on them (49 tiles, a 28x28 image at batch 1: 48 + 1, the last
+    vector 17 % of the layer's time on AVX-512). Every schedule's blocks of tiles are
+    whole NR, so the last block always holds these: the set does not depend on the
+    schedule, nor on the thread count."""
+    cdef Py_ssize_t rest = tiles % PYCONV_WVL
+    return rest if rest <= WINO_TAIL_MAX else 0
+
+
+cdef inline void _wino_tail(const _WinoLayer* L, const float* v, Py_ssize_t ldb, Py_ssize_t kc,
+                            Py_ssize_t n_tail, float* bt, const float* a, Py_ssize_t n_o,
+                            float* c, int accumulate) noexcept nogil:
+    """M (+)= U * V on the tail tiles for one transform point and K block, on the
+    tail kernel (_ukernel.h: vectors along the channels): v, c at the first tail
+    tile's column of V and M, a at U's first row (n_o rows, one M block)."""
+    cdef Py_ssize_t vl = PYCONV_WVL, kp = (kc + vl - 1) // vl * vl, j, k, p, r0
+    for j in range(n_tail):          # bt[j*KC + k] = V[k, j], zeros to a whole vector
+        for k in range(kc):
+            bt[j * KC + k] = v[k * ldb + j]
+        for k in range(kc, kp):
+            bt[j * KC + k] = 0
+    for p in range((n_o + PYCONV_MR - 1) // PYCONV_MR):
+        r0 = p * PYCONV_MR
+        pyconv_tail_f32(kc, a + r0 * L.c_in, L.c_in, bt, KC, c + r0 * ldb, ldb, accumulate,
+                        NULL, 0.0, 0.0, min(PYCONV_MR, n_o - r0), n_tail)
+    if not accumulate:   # the rest of the vector, which the output transform reads: zeros
+        for r0 in range(n_o):
+            memset(c + r0 * ldb + n_tail, 0, (vl - n_tail) * sizeof(float))
+
+
 cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb, Py_ssize_t ldt_v,
                             Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t p_lo, Py_ssize_t p_hi,
                             Py_ssize_t obp, float* mbuf, Py_ssize_t ldt_m) noexcept nogil:
@@ -683,9 +730,12 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
     The NR-tile column is outside the panel loop: its B tile (KC x NR) stays in L1
     while the panels' A rows stream past it. A column of two vectors (16 tiles, on
     AVX2) goes 6 rows at a time, one of one vector 12 rows at a time, where the set has
-    those kernels (PYCONV_WIDE_MR2, PYCONV_WIDE_MR1)."""
+    those kernels (PYCONV_WIDE_MR2, PYCONV_WIDE_MR1). The last one or two tiles of all
+    images, past a whole vector, go to the tail kernel instead (_wino_tail)."""
     cdef Py_ssize_t nr = PYCONV_NR_F32, vl = PYCONV_WVL, c_in = L.c_in, c_out = L.c_out
-    cdef Py_ssize_t nt_v = (nt + vl - 1) // vl * vl    # columns of V that hold tiles (or zeros)
+    cdef Py_ssize_t n_tail = L.tail if t0 + nt == L.tiles else 0   # the last tiles of all
+    cdef Py_ssize_t nt_v = (nt - n_tail + vl - 1) // vl * vl   # columns of V that hold tiles (or zeros)
+    cdef float* bt = mbuf + L.npt * ldt_m + PYCONV_ALIGN // sizeof(float)   # the tail's V, transposed
     cdef Py_ssize_t n_j = (nt_v + nr - 1) // nr, n_kb = (c_in + KC - 1) // KC
     cdef Py_ssize_t pb0, pb1, o0, n_o, t, kb, k0, kc, p, j, mr, nrj, r0, wide
     cdef const float* a_panel
@@ -739,6 +789,10 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                         else:
                             pyconv_ukr_f32_edge(kc, a_panel, c_in, b_tile, ldb, c_tile, ldb,
                                                 kb > 0, NULL, 0.0, 0.0, mr, nrj)
+                if n_tail:
+                    _wino_tail(L, v + t * ldt_v + k0 * ldb + nt_v, ldb, kc, n_tail, bt,
+                               L.u + (t * c_out + o0) * c_in + k0, n_o,
+                               mbuf + t * ldt_m + nt_v, kb > 0)
         if L.m == 4:
             pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, L.bias + o0, L.lo, L.hi,
                                    L.y + o0 * L.oh * L.ow, c_out, L.oh, L.ow, L.tw, L.tpi, t0, nt)
@@ -771,7 +825,7 @@ cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int
     with parallel(num_threads=num_threads):
         vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
         # + VL: the output transform reads up to VL - 1 floats past the last tile of M
-        mbuf = <float*>_aligned_malloc((npt * ldt_m + vl) * sizeof(float))
+        mbuf = <float*>_aligned_malloc(_wino_mbuf_floats(npt, ldt_m) * sizeof(float))
         sbuf = <float*>_aligned_malloc((m + 2) * ldst * sizeof(float))
         if vbuf == NULL or mbuf == NULL or sbuf == NULL:
             failed_flag[0] = 1
@@ -816,7 +870,7 @@ cdef int _wino_shared(const _WinoLayer* L, Py_ssize_t tiles, int num_threads) no
                                  // (WINO_UNITS_PER_THREAD * num_threads))
     cdef Py_ssize_t cblocks = (c_in + cpb - 1) // cpb
     cdef Py_ssize_t ldst = m * (chunk + vl) + vl
-    cdef Py_ssize_t mstride = npt * ldt_m + vl, sstride = (m + 2) * ldst
+    cdef Py_ssize_t mstride = _wino_mbuf_floats(npt, ldt_m), sstride = (m + 2) * ldst
     cdef float* vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
     cdef float* mbufs = <float*>_aligned_malloc(num_threads * mstride * sizeof(float))
     cdef float* sbufs = <float*>_aligned_malloc(num_threads * sstride * sizeof(float))
@@ -888,6 +942,8 @@ cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     L.pw = pw
     L.tw = (ow_n + m - 1) // m
     L.tpi = ((oh_n + m - 1) // m) * L.tw
+    L.tiles = n_img * L.tpi
+    L.tail = _wino_tail_tiles(L.tiles)
     L.x = &x[0, 0, 0, 0]
     L.u = &u[0, 0, 0]
     L.bias = &bias[0]

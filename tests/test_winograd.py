@@ -174,6 +174,28 @@ def test_schedules_and_chunks_agree_bitwise(kernels, tile, shape):
     assert_accurate(y, reference(x, g, b, pads), tile)
 
 
+# The last tiles past a whole vector, when only 1 or 2 (WINO_TAIL_MAX), go to the tail
+# kernel (vectors along the channels): all tiles (1 or 2 in all), after a few vectors
+# (the shared schedule), after many (private blocks at few threads, shared at more);
+# one K block and two (C_in > KC = 256), a short last panel (C_out 13); one image
+# or a batch whose last image holds the tail. The tail tiles are the same for every
+# schedule and thread count: bitwise equal.
+@pytest.mark.parametrize("rest", [1, 2])
+@pytest.mark.parametrize("vectors", [0, 3, 15, 41])
+@pytest.mark.parametrize("c_in, c_out", [(5, 13), (300, 9)])
+def test_tail_tiles(kernels, tile, rest, vectors, c_in, c_out):
+    vl = kernels.NR_F32 // 3
+    tiles = vectors * vl + rest
+    n = 2 if tiles % 2 == 0 and vectors else 1     # one row of tiles per image
+    h, w = tile, tile * (tiles // n) - 1            # the last tile of each row clipped
+    rng = np.random.default_rng(tiles + c_in)
+    x, g, b = he_layer(rng, n, c_in, h, w, c_out)
+    pads = (1, 1, 1, 1)
+    y = same_for_any_threads(lambda t: winograd(kernels, tile, x, g, b, pads, threads=t),
+                             threads=(1, 2, 3, 5))
+    assert_accurate(y, reference(x, g, b, pads), tile)
+
+
 # F(4, 3)'s and F(2, 3)'s G, for the float64 reference of the filter transform.
 G = {4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
