@@ -142,7 +142,11 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
 def ab_model(base, new, name, batch, threads, budget, rng):
     """Whole forward passes of a light ONNX model (bench_models.py) through pyconv.onnx,
     alternating the two kernel sets as ``pyconv._dispatch.kernels`` -- what the
-    convolutions (GEMM, direct, Winograd) call; each set keeps its own cache of
+    convolutions (GEMM, direct, Winograd) call. Each set runs its own copy of the
+    model, first called under that set: a Conv node keeps the kernel it resolved on
+    its first call (functional._ConvPlan), so one shared model would run the first
+    set's kernels in both halves (so it did until 2026-11-22: whole-model ratios
+    taken before then compared a build with itself). Each set keeps its own cache of
     transformed filters. (The max-pooling kernels, bound at import, stay the working
     tree's.) Returns both medians and the median of the per-pair ratios."""
     import bench_models
@@ -154,14 +158,14 @@ def ab_model(base, new, name, batch, threads, budget, rng):
     data, shape = bench_models.light_model(name, rng)
     x = rng.standard_normal((batch,) + shape[1:]).astype(np.float32)
     pyconv.set_num_threads(threads)
-    model = ponnx.load(data)
+    models = {id(base): ponnx.load(data), id(new): ponnx.load(data)}
     caches = {id(base): collections.OrderedDict(), id(new): collections.OrderedDict()}
     saved = _dispatch.kernels, F._TRANSFORM_CACHE
 
     def run(kernels):
         _dispatch.kernels, F._TRANSFORM_CACHE = kernels, caches[id(kernels)]
         t0 = time.perf_counter()
-        model(x)
+        models[id(kernels)](x)
         return time.perf_counter() - t0
 
     try:

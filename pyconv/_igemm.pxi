@@ -137,11 +137,14 @@ cdef inline Py_ssize_t _vl(floating dummy) noexcept nogil:
 
 cdef inline Py_ssize_t _tail_pixels(Py_ssize_t p_n, Py_ssize_t nr, Py_ssize_t vl) noexcept nogil:
     """How many of the last pixels of p_n go to the tail kernel (_ukernel.h): the last
-    tile's, when at most one vector of them (else the edge variant does them, at
-    least as fast). Pixel blocks are whole tiles from pixel 0, so this set does not
-    depend on the blocking, nor on the thread count."""
+    tile's, when fewer than one vector of them (else the edge variant does them, at
+    least as fast: a whole vector wastes none of its lanes). Pixel blocks are whole
+    tiles from pixel 0, so this set does not depend on the blocking, nor on the
+    thread count. (A whole vector went to the tail kernel until 2026-11: AVX-512's
+    28x28 layers, 784 = 16 x 48 + 16 pixels, then ran 0.88-0.91 the time on the edge
+    variant, 56x56 0.97-0.98, ResNet-50 b1 0.97 -- in-process A/B, benchmarks/ab.py.)"""
     cdef Py_ssize_t t = p_n - (p_n - 1) // nr * nr
-    return t if t <= vl else 0
+    return t if t < vl else 0
 
 
 cdef inline void _transpose_tail(const floating* b, Py_ssize_t ldb, Py_ssize_t kc, Py_ssize_t nt,

@@ -46,8 +46,10 @@ CASES = [
     (5, 4, 9, 9, 12, 3, 3, 2, 1, 1, 1),          # stride 2: 5x5 outputs
     (3, 8, 4, 6, 9, 1, 1, 1, 0, 1, 1),           # 24 pixels, whole tiles: not folded
 ]
-# An image's last tile of at most one vector of pixels goes to the tail kernel (vectors
-# along K): 7x7 = 49 and 14x14 = 196 pixels leave 1 and 4 for every tile width here.
+# An image's last tile of fewer than one vector of pixels goes to the tail kernel
+# (vectors along K): 7x7 = 49 and 14x14 = 196 pixels leave 1 and 4 for every tile width
+# here; a whole vector left (28x28 = 784: 16 on AVX-512, 4 on the generic set) goes to
+# the edge variant, VL - 1 (63 pixels: 15 on AVX-512, 3 on the generic set) to the tail.
 TAIL_CASES = [
     (1, 300, 7, 7, 13, 1, 1, 1, 0, 1, 1),        # 1 pixel; two K blocks, K % VL != 0; edge panel
     (1, 37, 14, 14, 10, 3, 3, 1, 1, 1, 1),       # 4 pixels; K = 333
@@ -59,6 +61,8 @@ TAIL_CASES = [
     # (two NC-wide blocks, the last one a tile wider than NC with its tail).
     (1, 8, 23, 22, 6, 3, 3, 1, 1, 1, 1),
     (1, 3, 46, 23, 5, 3, 3, 1, (0, 1), 1, 1),
+    (1, 20, 28, 28, 9, 1, 1, 1, 0, 1, 1),        # 784 pixels
+    (1, 21, 7, 9, 10, 3, 3, 1, 1, 1, 1),         # 63 pixels
 ]
 CASES += TAIL_CASES
 
