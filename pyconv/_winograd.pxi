@@ -824,7 +824,6 @@ cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
     with parallel(num_threads=num_threads):
         vbuf = <float*>_aligned_malloc(npt * ldt_v * sizeof(float))
-        # + VL: the output transform reads up to VL - 1 floats past the last tile of M
         mbuf = <float*>_aligned_malloc(_wino_mbuf_floats(npt, ldt_m) * sizeof(float))
         sbuf = <float*>_aligned_malloc((m + 2) * ldst * sizeof(float))
         if vbuf == NULL or mbuf == NULL or sbuf == NULL:
