@@ -704,16 +704,12 @@ cdef inline void _wino_tail(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
     """M (+)= U * V on the tail tiles for one transform point and K block, on the
     tail kernel (_ukernel.h: vectors along the channels): v, c at the first tail
     tile's column of V and M, a at U's first row (n_o rows, one M block)."""
-    cdef Py_ssize_t vl = PYCONV_WVL, kp = (kc + vl - 1) // vl * vl, j, k, p, r0
-    for j in range(n_tail):          # bt[j*KC + k] = V[k, j], zeros to a whole vector
-        for k in range(kc):
-            bt[j * KC + k] = v[k * ldb + j]
-        for k in range(kc, kp):
-            bt[j * KC + k] = 0
+    cdef Py_ssize_t vl = PYCONV_WVL, p, r0
+    _transpose_tail(v, ldb, kc, n_tail, vl, bt)     # as the GEMM kernel's tail (_igemm.pxi)
     for p in range((n_o + PYCONV_MR - 1) // PYCONV_MR):
         r0 = p * PYCONV_MR
-        pyconv_tail_f32(kc, a + r0 * L.c_in, L.c_in, bt, KC, c + r0 * ldb, ldb, accumulate,
-                        NULL, 0.0, 0.0, min(PYCONV_MR, n_o - r0), n_tail)
+        _ukr_tail(kc, a + r0 * L.c_in, L.c_in, bt, c + r0 * ldb, ldb, accumulate,
+                  NULL, 0.0, 0.0, min(PYCONV_MR, n_o - r0), n_tail)
     if not accumulate:   # the rest of the vector, which the output transform reads: zeros
         for r0 in range(n_o):
             memset(c + r0 * ldb + n_tail, 0, (vl - n_tail) * sizeof(float))
