@@ -18,9 +18,9 @@
 #                                    from input row segments (zeros for padding) into
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
-#              for each block of MC_PANELS panels (their weights, read in place, stay
-#                                    in L2; 32 x MR x KC floats = 128 KiB; a large
-#                                    filter's next panel is prefetched into L2):
+#              for each M block of MC_ROWS channels (MC_ROWS / MR panels; their
+#                                    weights, read in place, 32 KiB, stay in L1/L2; a
+#                                    large filter's next panel is prefetched into L2):
 #                for each NR-pixel tile (KC x NR, stays in L1 across the panels):
 #                  for each panel of MR channels:
 #                                    micro-kernel  C (+)= A * B   (_ukernel.h; an
@@ -86,10 +86,22 @@ NR_F64 = PYCONV_NR_F64
 # B is the heavy stream: a B tile stays in L1 while the A panels stream from L2
 # (the other order, one A panel over all tiles, read B from L2 at ~16 B/cycle:
 # 53 instead of 71 GFLOP/s for 256 -> 256 3x3 at 14x14 on one core).
+# MC_ROWS: output channels per M block, the panels that pass one B tile. Each tile
+# writes NR pixels of each of the block's rows, NCHW rows p_n floats apart: an M
+# block of all the panels (256 channels) left 256 partial rows in flight per tile,
+# and where y is not in cache -- in a network, whose outputs outgrow L2 -- every
+# store missed, unprefetched. 32 rows (4 panels on AVX-512, 8 on AVX2) advance
+# through the block's pixels as a few forward streams, at the cost of reading each
+# B tile from L2 once per M block. In-process A/B (Intel AVX-512, 2 threads; y one
+# of 4 rotating arrays, as in a network), the time against all panels in one block:
+# 1x1 64 -> 256 @56 b1 0.68, 128 -> 512 @28 0.86, others 0.95-1.03 (1 thread: 64 ->
+# 256 0.87, 3x3 64@56 0.73); with y in cache 0.90-1.01. Whole networks (benchmarks/
+# ab.py-style, toggled in one process): ResNet-50 b1 0.96, b8 0.97, VGG-19 b1 1.01
+# (its 3x3 layers are Winograd's); the AVX2 set, ResNet-50 b1: 32 rows 0.98, 16 0.99.
 cdef enum:
     KC = 256
     NC_MAX = 512
-    MC_PANELS = 32   # panels per M block (see the loop order above)
+    MC_ROWS = 32     # channels per M block (see the loop order above)
     FOLD_TILES = 8   # images of at most this many tiles are folded (_igemm_folded)
     STAGE_BYTES = 1 << 18  # _igemm_folded's staging block
     # Filters prefetched panel by panel (_prefetch_weights). benchmarks/ab.py --cold
@@ -296,7 +308,7 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
     block (_pack_b); bt: its last tile transposed where has_tail (_transpose_tail);
     c: the output row of panel mp0 at the block's first pixel (rows ldc apart);
     bias != NULL on the last K block (the store adds it and clamps). Loop order: see
-    the top of this file (a B tile stays in L1 while MC_PANELS panels stream past).
+    the top of this file (a B tile stays in L1 while an M block's panels stream past).
     prefetch: with the first tile, fetch the next panel's weights into L2 (see
     _prefetch_weights).
     """
@@ -305,9 +317,10 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
     cdef Py_ssize_t mcb, mc0, mc1, j, mp, mr, nrj
     cdef const floating* a_panel
     cdef floating* c_tile
-    for mcb in range((mp1 - mp0 + MC_PANELS - 1) // MC_PANELS):
-        mc0 = mp0 + mcb * MC_PANELS
-        mc1 = mc0 + MC_PANELS
+    cdef Py_ssize_t mc_panels = max(1, MC_ROWS // PYCONV_MR)
+    for mcb in range((mp1 - mp0 + mc_panels - 1) // mc_panels):
+        mc0 = mp0 + mcb * mc_panels
+        mc1 = mc0 + mc_panels
         if mc1 > mp1:
             mc1 = mp1
         for j in range(n_tiles):
@@ -316,7 +329,7 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
                 nrj = nr
             for mp in range(mc0, mc1):
                 a_panel = a + mp * PYCONV_MR * lda
-                if prefetch and j == 0 and mp + 1 < mc1:   # the next panel's weights
+                if prefetch and j == 0 and mp + 1 < mp1:   # the next panel's weights
                     pyconv_prefetch_rows(a_panel + PYCONV_MR * lda, lda * sizeof(floating),
                                          kc * sizeof(floating), PYCONV_MR)
                 c_tile = c + (mp - mp0) * PYCONV_MR * ldc + j * nr
