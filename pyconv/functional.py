@@ -384,6 +384,14 @@ def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups,
 #   -- while its filter fits in half the L3: 384@28x28 (21 MB) 17.1 / 10.0 / 11.8,
 #   512@28x28 (38 MB) 25.9 / 18.0 / 19.3 (a fresh 38 MB array also pays its page faults
 #   on every call).
+# * In a network at batch 1 nothing stays in cache from one pass to the next, and a
+#   filter transform beyond _WINOGRAD_STREAMED_BYTES comes from DRAM on every call. At
+#   the fewest tiles (_WINOGRAD_FEW_TILES: a 14x14 image's 4x4 tiles, a 7x7 one's 2x2)
+#   that costs more than the multiplications saved, so the smaller filter goes first:
+#   in whole networks (Intel AVX-512, 2 threads, each layer timed in place, models
+#   built under each rule and run alternately) F(2, 3) instead of F(4, 3) at 256@14x14
+#   took 0.88-0.92 the time (ResNet-50), at 512@14x14 0.94 (VGG-19); the GEMM kernel
+#   instead of F(2, 3) at 512@7x7 0.90-0.96 (ResNet-50). Small filters stay as above.
 _WINOGRAD_TILE = {"winograd": 4, "winograd2x2": 2}   # algorithm -> output tile m
 _WINOGRAD_MIN_CHANNELS = 16   # min(C_in, C_out), for either
 _WINOGRAD2_MIN_TILES = 16     # 2x2 tiles over the batch, for F(2, 3) at all
@@ -392,6 +400,8 @@ _WINOGRAD4_MIN_CHANNELS = 32
 _WINOGRAD_MIN_PIXELS = 500    # output pixels over the batch: F(4, 3), transforming per call
 _WINOGRAD2_MIN_PIXELS = 196   # the same for F(2, 3)
 _WINOGRAD_PER_CALL_BYTES = 16 << 20  # F(4, 3)'s filter, transformed per call: at most this
+_WINOGRAD_FEW_TILES = 16      # at most this many tiles, a filter transform of more than
+_WINOGRAD_STREAMED_BYTES = 4 << 20   # this many bytes is not worth streaming
 # Transforms of read-only weights, kept for the next call: Winograd's filters (tag:
 # the tile m) and the transposed-convolution GEMM's transposed weights (tag "T").
 _TRANSFORM_CACHE = collections.OrderedDict()  # (tag, read-only weights) -> (weights, transform)
@@ -455,11 +465,17 @@ def _auto_algorithm(w, w4, y4, groups, winograd_fits):
         n, _, oh, ow = y4.shape
         tiles4, tiles2 = n * -(-oh // 4) * -(-ow // 4), n * -(-oh // 2) * -(-ow // 2)
         cached = _frozen(w)   # transformed once, then from _TRANSFORM_CACHE
+
+        def streamed(tiles, points):   # the filter transform, from DRAM for few tiles
+            return tiles <= _WINOGRAD_FEW_TILES and points * 4 * c_out * c_in > _WINOGRAD_STREAMED_BYTES
+
         if (tiles4 >= _WINOGRAD4_MIN_TILES and channels >= _WINOGRAD4_MIN_CHANNELS
+                and not streamed(tiles4, 36)
                 and (cached or (n * oh * ow >= _WINOGRAD_MIN_PIXELS
                                 and 36 * 4 * c_out * c_in <= _WINOGRAD_PER_CALL_BYTES))):
             return "winograd"
-        if tiles2 >= _WINOGRAD2_MIN_TILES and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS):
+        if (tiles2 >= _WINOGRAD2_MIN_TILES and not streamed(tiles2, 16)
+                and (cached or n * oh * ow >= _WINOGRAD2_MIN_PIXELS)):
             return "winograd2x2"
     return "direct" if _narrow(c_out // groups) else "gemm"
 

@@ -365,9 +365,16 @@ def _record_kernels(monkeypatch):
 AUTO_CASES = [
     ((1, 64, 64, 56, 56, True), "winograd_conv2d"),     # ResNet-50 / VGG-16 layers
     ((1, 128, 128, 28, 28, True), "winograd_conv2d"),
-    ((1, 256, 256, 14, 14, True), "winograd_conv2d"),   # 16 4x4 tiles: the threshold
-    ((1, 512, 512, 7, 7, True), "winograd2_conv2d"),    # 4 tiles: F(2, 3)'s 16 pay
-    ((1, 256, 256, 8, 8, True), "winograd2_conv2d"),
+    ((1, 128, 128, 14, 14, True), "winograd_conv2d"),   # 16 4x4 tiles: the threshold
+    ((1, 256, 256, 14, 14, True), "winograd2_conv2d"),  # ... but a 9.4 MB filter streams
+    ((1, 256, 256, 15, 15, True), "winograd2_conv2d"),
+    ((1, 256, 256, 17, 17, True), "winograd_conv2d"),   # 25 tiles
+    ((2, 256, 256, 14, 14, True), "winograd_conv2d"),   # 32 over the batch
+    ((1, 512, 512, 7, 7, True), "conv2d_igemm"),        # 16 2x2 tiles, 16.8 MB filter
+    ((1, 512, 512, 9, 9, True), "winograd2_conv2d"),    # 25 tiles
+    ((1, 128, 128, 7, 7, True), "winograd2_conv2d"),    # 16 tiles, 1 MB filter
+    ((1, 256, 256, 8, 8, True), "winograd2_conv2d"),    # 16 tiles, 4 MiB: the limit
+    ((1, 320, 320, 8, 8, True), "conv2d_igemm"),        # 6.6 MB
     ((8, 256, 256, 7, 7, True), "winograd_conv2d"),
     ((4, 128, 128, 7, 7, True), "winograd_conv2d"),     # 16 tiles over the batch
     ((3, 128, 128, 7, 7, True), "winograd2_conv2d"),    # 12
