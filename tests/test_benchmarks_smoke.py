@@ -65,3 +65,20 @@ def test_paths_alternates_both_paths(args):
     assert len(lines) == len(args) - args.index("--shapes") - 1
     if args[0] == "join":   # the joined model gives the two steps' output, bit for bit
         assert all("bitwise" in line for line in lines), lines
+
+
+def test_auto_ab_shows_where_the_choice_differs():
+    """benchmarks/auto_ab.py: with the streamed-filter rule off on the base side, ResNet-50's
+    256@14x14 layers choose F(4, 3) there and F(2, 3) as the code is, marked with '*'."""
+    pytest.importorskip("onnx")
+    script = os.path.join(os.path.dirname(RUN), "auto_ab.py")
+    proc = subprocess.run([sys.executable, script, "--model", "resnet50", "--rounds", "1",
+                           "--threads", "1", "--set", "_WINOGRAD_STREAMED_BYTES=inf"],
+                          capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 256 | 14 | 256 | 3 | 14 |")]
+    assert rows and "| winograd | winograd2x2 * |" in rows[0], proc.stdout
+    assert "whole passes: base" in proc.stdout
+    bad = subprocess.run([sys.executable, script, "--set", "_NO_SUCH=1"], capture_output=True,
+                         text=True, timeout=120, env=subprocess_env())
+    assert bad.returncode != 0 and "_NO_SUCH" in bad.stderr
