@@ -96,8 +96,8 @@ NR_F64 = PYCONV_NR_F64
 # of 4 rotating arrays, as in a network), the time against all panels in one block:
 # 1x1 64 -> 256 @56 b1 0.68, 128 -> 512 @28 0.86, others 0.95-1.03 (1 thread: 64 ->
 # 256 0.87, 3x3 64@56 0.73); with y in cache 0.90-1.01. Whole networks (benchmarks/
-# ab.py-style, toggled in one process): ResNet-50 b1 0.96, b8 0.97, VGG-19 b1 1.01
-# (its 3x3 layers are Winograd's); the AVX2 set, ResNet-50 b1: 32 rows 0.98, 16 0.99.
+# ab.py --models): ResNet-50 b1 0.955, b8 0.965, VGG-19 b1 0.985 (its 3x3 layers are
+# Winograd's); the AVX2 set, ResNet-50 b1 0.975 (16 rows, toggled ad hoc: 0.99).
 cdef enum:
     KC = 256
     NC_MAX = 512

@@ -61,7 +61,8 @@ if [[ $MODE == asan || $MODE == all ]]; then
     # In CC (not only CFLAGS/LDFLAGS) so that setup.py's OpenMP probe, which links a test
     # executable, also links the sanitizer runtimes; otherwise the build comes out serial.
     # PYCONV_OPT=-O1: ASan and UBSan check what the source does at any level, and the
-    # instrumented build compiles several times faster than at -O3.
+    # instrumented build takes about half the time of -O3's (4.7 against 8.4 minutes
+    # on 2 cores).
     build "$SCRATCH/asan" "CC=${CC:-gcc} $san" "CFLAGS=-g" "LDFLAGS=$san" "PYCONV_OPT=-O1"
     # Python itself is not instrumented: the ASan runtime must be loaded first.
     # detect_leaks=0: CPython's interned objects and arenas look like leaks at exit.
