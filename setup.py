@@ -92,13 +92,7 @@ class BuildExt(build_ext):
         else:
             # Python's own CFLAGS carry -fwrapv, which blocks loop optimisations on
             # signed index arithmetic; -fno-wrapv given later wins.
-            # PYCONV_OPT replaces -O3 (tools/sanitize.sh builds with -O1: an ASan +
-            # UBSan build at -O3 took 8 of a CI run's 21 minutes).
-            common = [os.environ.get("PYCONV_OPT", "").strip() or "-O3", "-fno-wrapv",
-                      "-fno-math-errno"]
-            if not re.fullmatch(r"-O[0-3sgz]", common[0]):
-                raise SystemExit(f"setup.py: PYCONV_OPT must be -O0, -O1, -O2, -O3, -Os, -Og "
-                                 f"or -Oz (not -Ofast: it breaks NaN semantics), got {common[0]!r}")
+            common = [OPT, "-fno-wrapv", "-fno-math-errno"]
             if env_flag("PYCONV_DEBUG"):
                 common = ["-O0", "-g"]
         openmp = None
@@ -137,10 +131,25 @@ class BuildExt(build_ext):
 
 # Kernel sets: the same source compiled with each ISA's flags, on those files only.
 # pyconv._dispatch picks one at import by CPU detection (PYCONV_KERNELS forces one).
+# PYCONV_OPT replaces -O3 (tools/sanitize.sh builds with -O1: an ASan + UBSan build at
+# -O3 took 8 of a CI run's 21 minutes). Checked here, before anything is built.
+OPT = os.environ.get("PYCONV_OPT", "").strip() or "-O3"
+if not re.fullmatch(r"-O[0-3sgz]", OPT):
+    raise SystemExit(f"setup.py: PYCONV_OPT must be -O0, -O1, -O2, -O3, -Os, -Og or -Oz "
+                     f"(not -Ofast: it breaks NaN semantics), got {OPT!r}")
+
 KERNEL_SETS = {"generic": []}
 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
     KERNEL_SETS["avx2"] = ["-mavx2", "-mfma"]
     KERNEL_SETS["avx512"] = ["-mavx512f"]
+# PYCONV_KERNEL_SETS=avx512[,generic...]: build only these (each kernel set is a third of
+# a build's time; tests/test_build.py's serial copy needs only the one the CPU runs).
+_only = [n.strip().lower() for n in os.environ.get("PYCONV_KERNEL_SETS", "").split(",") if n.strip()]
+if _only:
+    if not set(_only) <= set(KERNEL_SETS):
+        raise SystemExit(f"setup.py: PYCONV_KERNEL_SETS={os.environ['PYCONV_KERNEL_SETS']!r}: "
+                         f"the kernel sets buildable here are {', '.join(KERNEL_SETS)}")
+    KERNEL_SETS = {n: KERNEL_SETS[n] for n in KERNEL_SETS if n in _only}
 
 
 def extensions():

@@ -54,6 +54,9 @@ def use(kernel_set):
 
 def _initial():
     available = supported()
+    if not available:   # a build with PYCONV_KERNEL_SETS that left out every set this CPU runs
+        raise ImportError("pyconv: this build has no kernel set this CPU can run (built with "
+                          "PYCONV_KERNEL_SETS?); rebuild with the generic set")
     forced = os.environ.get("PYCONV_KERNELS", "").strip().lower()
     if forced:
         if forced in available:

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
             F.conv_transpose2d(x, wt, None, 2, 1), F.conv_transpose2d(x, wt, None, 2, 1, algorithm="direct"),
             *F.max_pool2d(x, 3, 2, 1, return_indices=True), F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
             F.adaptive_avg_pool2d(x, 5)]
-    np.savez(sys.argv[2], openmp=pyconv.openmp_enabled(), *outs)
+    np.savez(sys.argv[2], openmp=pyconv.openmp_enabled(), kernels=pyconv._dispatch.name, *outs)
 """)
 
 
@@ -34,25 +34,43 @@ def _results(python_path, out_file, threads):
                    cwd=os.path.dirname(out_file))
     import numpy as np
     data = np.load(out_file)
-    return bool(data["openmp"]), [data[k] for k in sorted(data.files) if k.startswith("arr_")]
+    return (bool(data["openmp"]), str(data["kernels"]),
+            [data[k] for k in sorted(data.files) if k.startswith("arr_")])
 
 
 @pytest.mark.slow
 def test_serial_build_matches_the_openmp_build(tmp_path):
+    parallel = {t: _results(ROOT, str(tmp_path / f"omp{t}.npz"), t) for t in (1, 2)}
+    assert all(openmp for openmp, _, _ in parallel.values())
+    kernel_set = parallel[1][1]                 # the set a child process runs here
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         "build", "dist", "*.so", "*.c", ".git", "__pycache__", ".hypothesis", "*.egg-info"))
-    env = dict(os.environ, PYCONV_NO_OPENMP="1")
+    # Only that kernel set (PYCONV_KERNEL_SETS): the other two would triple the build's
+    # time, and are not called.
+    env = dict(os.environ, PYCONV_NO_OPENMP="1", PYCONV_KERNEL_SETS=kernel_set)
     build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src,
                            env=env, capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     assert "-fopenmp" not in build.stdout.split("PYCONV_NO_OPENMP")[-1]
-    serial_openmp, serial = _results(str(src), str(tmp_path / "serial.npz"), 2)
-    assert serial_openmp is False
-    for threads in (1, 2):
-        parallel_openmp, parallel = _results(ROOT, str(tmp_path / f"omp{threads}.npz"), threads)
-        assert parallel_openmp is True
-        assert len(serial) == len(parallel) == 8
-        for a, b in zip(serial, parallel):
+    assert [p.name.split(".")[0] for p in (src / "pyconv").glob("_kernels_*.so")] == [
+        f"_kernels_{kernel_set}"]
+    serial_openmp, serial_set, serial = _results(str(src), str(tmp_path / "serial.npz"), 2)
+    assert serial_openmp is False and serial_set == kernel_set
+    for _, parallel_set, outs in parallel.values():
+        assert parallel_set == kernel_set
+        assert len(serial) == len(outs) == 8
+        for a, b in zip(serial, outs):
             assert a.dtype == b.dtype and a.shape == b.shape
             assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name, value", [("PYCONV_OPT", "-Ofast"), ("PYCONV_OPT", "-O3 -march=native"),
+                                         ("PYCONV_KERNEL_SETS", "avx512,sse9")])
+def test_bad_build_settings_stop_the_build_at_once(name, value):
+    """setup.py refuses a bad PYCONV_OPT or PYCONV_KERNEL_SETS before it builds anything
+    (``--version`` runs nothing else), naming the variable and the value."""
+    proc = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, text=True,
+                          capture_output=True, env=dict(os.environ, **{name: value}))
+    assert proc.returncode != 0
+    assert name in proc.stderr and value in proc.stderr
