@@ -131,7 +131,7 @@ class BuildExt(build_ext):
 
 # Kernel sets: the same source compiled with each ISA's flags, on those files only.
 # pyconv._dispatch picks one at import by CPU detection (PYCONV_KERNELS forces one).
-# PYCONV_OPT replaces -O3 (tools/sanitize.sh builds with -O1: an ASan + UBSan build at
+# PYCONV_OPT replaces -O3 (tools/sanitize.sh builds with -O0: an ASan + UBSan build at
 # -O3 took 8 of a CI run's 21 minutes). Checked here, before anything is built.
 OPT = os.environ.get("PYCONV_OPT", "").strip() or "-O3"
 if not re.fullmatch(r"-O[0-3sgz]", OPT):

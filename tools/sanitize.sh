@@ -60,10 +60,10 @@ if [[ $MODE == asan || $MODE == all ]]; then
     san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
     # In CC (not only CFLAGS/LDFLAGS) so that setup.py's OpenMP probe, which links a test
     # executable, also links the sanitizer runtimes; otherwise the build comes out serial.
-    # PYCONV_OPT=-O1: ASan and UBSan check what the source does at any level, and the
-    # instrumented build takes about half the time of -O3's (4.7 against 8.4 minutes
-    # on 2 cores).
-    build "$SCRATCH/asan" "CC=${CC:-gcc} $san" "CFLAGS=-g" "LDFLAGS=$san" "PYCONV_OPT=-O1"
+    # PYCONV_OPT=-O0: ASan and UBSan check every access the source makes at any level
+    # (at -O0 none is optimised away), and the instrumented build takes a minute, not
+    # 4.7 (-O1) or 8.4 (-O3) on 2 cores; the suite on it ran 223 s (197-300 s at -O1).
+    build "$SCRATCH/asan" "CC=${CC:-gcc} $san" "CFLAGS=-g" "LDFLAGS=$san" "PYCONV_OPT=-O0"
     # Python itself is not instrumented: the ASan runtime must be loaded first.
     # detect_leaks=0: CPython's interned objects and arenas look like leaks at exit.
     # allocator_may_return_null + max_allocation_size_mb: a huge allocation is NULL (a
