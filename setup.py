@@ -129,8 +129,6 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-# Kernel sets: the same source compiled with each ISA's flags, on those files only.
-# pyconv._dispatch picks one at import by CPU detection (PYCONV_KERNELS forces one).
 # PYCONV_OPT replaces -O3 (tools/sanitize.sh builds with -O0: an ASan + UBSan build at
 # -O3 took 8 of a CI run's 21 minutes). Checked here, before anything is built.
 OPT = os.environ.get("PYCONV_OPT", "").strip() or "-O3"
@@ -138,6 +136,8 @@ if not re.fullmatch(r"-O[0-3sgz]", OPT):
     raise SystemExit(f"setup.py: PYCONV_OPT must be -O0, -O1, -O2, -O3, -Os, -Og or -Oz "
                      f"(not -Ofast: it breaks NaN semantics), got {OPT!r}")
 
+# Kernel sets: the same source compiled with each ISA's flags, on those files only.
+# pyconv._dispatch picks one at import by CPU detection (PYCONV_KERNELS forces one).
 KERNEL_SETS = {"generic": []}
 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
     KERNEL_SETS["avx2"] = ["-mavx2", "-mfma"]

@@ -1,7 +1,8 @@
 """The build without OpenMP: PYCONV_NO_OPENMP=1 builds the same kernels serially, and
 they give bitwise the results of the OpenMP build (run here on one thread and on two).
 
-Slow (it compiles pyconv again, about a minute on 2 cores): `python -m pytest -m slow`.
+Slow (it compiles pyconv again, with only the kernel set it runs: about a minute and a
+half on 2 cores): `python -m pytest -m slow`.
 """
 import os
 import shutil
