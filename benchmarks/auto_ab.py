@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import bench_models  # noqa: E402
+from profile_model import conv_key, timed_steps  # noqa: E402
 import pyconv  # noqa: E402
 import pyconv.functional as F  # noqa: E402
 import pyconv.onnx as ponnx  # noqa: E402
@@ -45,20 +46,6 @@ def parse_setting(text):
     if not isinstance(current, (int, float)) or isinstance(current, bool):
         sys.exit(f"--set {text!r}: {name} is not a number ({current!r})")
     return name, float(value) if value in ("inf", "-inf") or "." in value else int(value)
-
-
-def instrument(model, times, shapes, side):
-    """Time every step of ``model`` in place into times[(side, step)]."""
-    wrapped = []
-    for i, (fn, ins, outs, label, frees) in enumerate(model._steps):
-        def step(*args, _fn=fn, _i=i):
-            t0 = time.perf_counter()
-            result = _fn(*args)
-            times[(side, _i)].append(time.perf_counter() - t0)
-            shapes[_i] = [getattr(a, "shape", None) for a in args[:2]] + [getattr(result, "shape", None)]
-            return result
-        wrapped.append((step, ins, outs, label, frees))
-    model._steps = wrapped
 
 
 def first_calls(model, x, settings):
@@ -107,7 +94,7 @@ def main(argv=None):
     chosen = {side: first_calls(model, x, s) for side, (model, s) in sides.items()}
     times, shapes = collections.defaultdict(list), {}
     for side, (model, _) in sides.items():
-        instrument(model, times, shapes, side)
+        timed_steps(model, times, shapes, key=lambda i, _side=side: (_side, i))
     whole = {side: [] for side in sides}
     rng = random.Random(0)
     for _ in range(opts.rounds):
@@ -127,8 +114,7 @@ def main(argv=None):
     for (side, i), t in times.items():
         sh = shapes[i]
         if len(sh) == 3 and all(s is not None and len(s) == 4 for s in sh):
-            key = (sh[0][1], sh[0][2], sh[1][0], sh[1][2], sh[2][2])
-            per[key][side] += float(np.median(t)) * 1e3
+            per[conv_key(sh)][side] += float(np.median(t)) * 1e3
     settings_text = ", ".join(f"{k}={v}" for k, v in settings.items())
     print(f"{opts.model} b{opts.batch}, {opts.threads} threads; base: {settings_text}; "
           f"new: pyconv.functional as it is (new/base < 1: as it is is faster)\n")

@@ -36,20 +36,28 @@ def conv_key(shapes):
     return (x[1], x[2], w[0], w[2], y[2])
 
 
-def profile_pyconv(model, x, repeats):
-    times, shapes, ops = collections.defaultdict(list), {}, {}
+def timed_steps(model, times, shapes, key=lambda i: i):
+    """Wrap every step of the pyconv.onnx ``model`` so that each call appends its time
+    to times[key(i)] and records shapes[i] = [shapes of its first two array arguments
+    (input, weight), the result's shape]. Returns the steps as they were."""
     wrapped = []
     for i, (fn, ins, outs, label, frees) in enumerate(model._steps):
         def step(*args, _fn=fn, _i=i):
             t0 = time.perf_counter()
             result = _fn(*args)
-            times[_i].append(time.perf_counter() - t0)
+            times[key(_i)].append(time.perf_counter() - t0)
             arrays = [a.shape for a in args[:2] if hasattr(a, "shape")]
             shapes[_i] = arrays + [getattr(result, "shape", None)]
             return result
-        ops[i] = label.rsplit("(", 1)[-1].rstrip(")")
         wrapped.append((step, ins, outs, label, frees))
     steps, model._steps = model._steps, wrapped
+    return steps
+
+
+def profile_pyconv(model, x, repeats):
+    times, shapes = collections.defaultdict(list), {}
+    ops = {i: label.rsplit("(", 1)[-1].rstrip(")") for i, (_, _, _, label, _) in enumerate(model._steps)}
+    steps = timed_steps(model, times, shapes)
     try:
         for _ in range(3):
             model(x)
