@@ -430,12 +430,113 @@ PYCONV_TAIL_COLS_DEF(pyconv_tail_f64_cols, double, pyconv_vd)
             COLS(kc, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate, bias, lo, hi, mr, 3); \
     }
 
+#if defined(__AVX512F__)
+/* float32 on AVX-512: the tail in blocks of 4 rows x up to 4 pixels -- the same sums
+ * in the same order as pyconv_tail_f32_cols, so the same bits. That one (MR rows x 3
+ * pixels per pass) spent half its time on the lane sums, a store and 15 scalar adds
+ * each, and read the panel's A twice for a 14x14 image's 4 pixels (3 + 1): 8 % of a
+ * 256 -> 1024 1x1 layer at 14x14 for 2 % of its products. Here a block's 16 sums are
+ * reduced together by shuffles -- 4 levels halving the lanes, l + 8, l + 4, l + 2,
+ * l + 1 as in HSUM -- into one 4-pixel vector per row, and each row of A is read
+ * once for all 4 pixels. benchmarks/ab.py --set avx512 --threads 1 (Intel): 1x1
+ * 256 -> 1024 and 1024 -> 256 at 14x14 0.94-0.95 the time, 3x3 256@14 0.95, 7x7
+ * layers (1 pixel) 0.98. On AVX2 (8 lanes: cheaper sums) the same code was 1.00-1.01,
+ * so the other sets keep the generic tail. */
+#define PYCONV_T4_DECL(m)                                                          \
+    const float *a##m = A + (m < mr ? m : mr - 1) * lda;                           \
+    pyconv_vf t##m##_0 = (pyconv_vf){0}, t##m##_1 = t##m##_0, t##m##_2 = t##m##_0, \
+              t##m##_3 = t##m##_0;
+#define PYCONV_T4_FMA(m, n)                                                        \
+    { pyconv_vf a = (pyconv_vf){0};                                                \
+      memcpy(&a, a##m + k, (size_t)(n) * sizeof(float));                           \
+      t##m##_0 += a * b0;                                                          \
+      if (nj > 1) t##m##_1 += a * b1;                                              \
+      if (nj > 2) t##m##_2 += a * b2;                                              \
+      if (nj > 3) t##m##_3 += a * b3; }
+#define PYCONV_T4_FMA_FULL(m) PYCONV_T4_FMA(m, VL)
+#define PYCONV_T4_FMA_REST(m) PYCONV_T4_FMA(m, kc - k)
+#define PYCONV_T4_LOAD_B                                                           \
+    pyconv_vf b0 = *(const pyconv_vf *)(Bt + k), b1 = b0, b2 = b0, b3 = b0;        \
+    if (nj > 1) b1 = *(const pyconv_vf *)(Bt + ldbt + k);                          \
+    if (nj > 2) b2 = *(const pyconv_vf *)(Bt + 2 * ldbt + k);                      \
+    if (nj > 3) b3 = *(const pyconv_vf *)(Bt + 3 * ldbt + k);
+
+/* Rows m0, m1 of pixel j: lane l + lane l + 8, row m0's 8 then row m1's. */
+#define PYCONV_T4_HALF(m0, m1, j)                                                  \
+    _mm512_add_ps(_mm512_shuffle_f32x4((__m512)t##m0##_##j, (__m512)t##m1##_##j, 0x44), \
+                  _mm512_shuffle_f32x4((__m512)t##m0##_##j, (__m512)t##m1##_##j, 0xEE))
+/* Pixel j's rows 0-3, each reduced to 4 lanes (+ l + 4): 128-bit block m = row m. */
+#define PYCONV_T4_QUARTER(j)                                                       \
+    __m512 q##j;                                                                   \
+    { __m512 u01 = PYCONV_T4_HALF(0, 1, j), u23 = PYCONV_T4_HALF(2, 3, j);          \
+      q##j = _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, 0x88),                   \
+                           _mm512_shuffle_f32x4(u01, u23, 0xDD)); }
+
+PYCONV_ALWAYS_INLINE void pyconv_tail4_f32(int64_t kc, const float *restrict A, int64_t lda,
+                                           const float *restrict Bt, int64_t ldbt,
+                                           float *restrict C, int64_t ldc, int accumulate,
+                                           const float *bias, float lo, float hi, int64_t mr,
+                                           const int nj)
+{
+    enum { VL = PYCONV_VBYTES / 4 };
+    PYCONV_ROWS4(PYCONV_T4_DECL)
+    int64_t k = 0;
+    for (; k + VL <= kc; k += VL) {
+        PYCONV_T4_LOAD_B
+        PYCONV_ROWS4(PYCONV_T4_FMA_FULL)
+    }
+    if (k < kc) {   /* the last kc % VL values: A's rows end there, Bt is padded */
+        PYCONV_T4_LOAD_B
+        PYCONV_ROWS4(PYCONV_T4_FMA_REST)
+    }
+    /* The sums: s[m][j] for row m, pixel j (pixels past nj: zero vectors, unused). */
+    float s[4][4];
+    PYCONV_T4_QUARTER(0) PYCONV_T4_QUARTER(1) PYCONV_T4_QUARTER(2) PYCONV_T4_QUARTER(3)
+    /* + l + 2 (pixels 0, 1 and 2, 3 side by side), then + l + 1: block m = row m's
+     * sums for pixels 0-3. */
+    __m512 w01 = _mm512_add_ps(_mm512_shuffle_ps(q0, q1, 0x44), _mm512_shuffle_ps(q0, q1, 0xEE));
+    __m512 w23 = _mm512_add_ps(_mm512_shuffle_ps(q2, q3, 0x44), _mm512_shuffle_ps(q2, q3, 0xEE));
+    _mm512_storeu_ps(&s[0][0], _mm512_add_ps(_mm512_shuffle_ps(w01, w23, 0x88),
+                                             _mm512_shuffle_ps(w01, w23, 0xDD)));
+    for (int m = 0; m < 4 && m < mr; m++)
+        for (int j = 0; j < nj; j++) {
+            float r = s[m][j];
+            float *p = C + m * ldc + j;
+            if (accumulate) r = *p + r;
+            if (bias) {
+                r = r + bias[m];
+                r = r < lo ? lo : r;
+                r = r > hi ? hi : r;
+            }
+            *p = r;
+        }
+}
+
+static inline void pyconv_tail_f32(int64_t kc, const float *A, int64_t lda, const float *Bt,
+                                   int64_t ldbt, float *C, int64_t ldc, int accumulate,
+                                   const float *bias, float lo, float hi, int64_t mr, int64_t nt)
+{
+    for (int64_t j = 0; j < nt; j += 4)
+        for (int64_t m = 0; m < mr; m += 4) {
+            const float *a = A + m * lda, *bt = Bt + j * ldbt, *b = bias ? bias + m : NULL;
+            float *c = C + m * ldc + j;
+            int64_t rows = mr - m < 4 ? mr - m : 4;
+            switch (nt - j) {
+            case 1: pyconv_tail4_f32(kc, a, lda, bt, ldbt, c, ldc, accumulate, b, lo, hi, rows, 1); break;
+            case 2: pyconv_tail4_f32(kc, a, lda, bt, ldbt, c, ldc, accumulate, b, lo, hi, rows, 2); break;
+            case 3: pyconv_tail4_f32(kc, a, lda, bt, ldbt, c, ldc, accumulate, b, lo, hi, rows, 3); break;
+            default: pyconv_tail4_f32(kc, a, lda, bt, ldbt, c, ldc, accumulate, b, lo, hi, rows, 4);
+            }
+        }
+}
+#else
 static inline void pyconv_tail_f32(int64_t kc, const float *A, int64_t lda, const float *Bt,
                                    int64_t ldbt, float *C, int64_t ldc, int accumulate,
                                    const float *bias, float lo, float hi, int64_t mr, int64_t nt)
 {
     PYCONV_TAIL(pyconv_tail_f32_cols)
 }
+#endif
 
 static inline void pyconv_tail_f64(int64_t kc, const double *A, int64_t lda, const double *Bt,
                                    int64_t ldbt, double *C, int64_t ldc, int accumulate,
