@@ -75,6 +75,89 @@ static inline __m256d pyconv_pool_even_part_f64(const double* p, ptrdiff_t n)
 }
 #endif
 
+#if defined(__AVX512F__)
+/* float32 on AVX-512: 16 lanes, comparisons into mask registers, and the even and odd
+ * elements of 32 each in one permute (AVX2's needs a shuffle and a permute per tap).
+ * benchmarks/paths.py maxpool (2 threads, this path / the AVX2 one): see _maxpool.pxi. */
+static inline __m512 pyconv_pool_vmax16(__m512 m, __m512 v)
+{
+    __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_mov_ps(m, take, v);
+}
+
+/* The first n (< 16 bits) lanes. */
+static inline __mmask16 pyconv_pool_mask16(ptrdiff_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+static inline ptrdiff_t pyconv_pool_interior16(const float* xr, ptrdiff_t w, float* hrow,
+                                               ptrdiff_t j, ptrdiff_t cb, ptrdiff_t kw,
+                                               ptrdiff_t sw, ptrdiff_t pw)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (; j < cb; j += 16) {
+        ptrdiff_t n = cb - j < 16 ? cb - j : 16;
+        const float* p = xr + j * sw - pw;
+        __m512 m;
+        if (sw == 1) {
+            __mmask16 lanes = pyconv_pool_mask16(n);
+            m = _mm512_maskz_loadu_ps(lanes, p);
+            for (ptrdiff_t v = 1; v < kw; v++)
+                m = pyconv_pool_vmax16(m, _mm512_maskz_loadu_ps(lanes, p + v));
+        } else if (n == 16 && 2 * (j + 16) - pw + kw - 1 <= w) {
+            /* Taps v and v + 1 from the same 32 elements: their even and odd ones. */
+            __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
+            m = _mm512_permutex2var_ps(a, even, b);
+            if (kw > 1)
+                m = pyconv_pool_vmax16(m, _mm512_permutex2var_ps(a, odd, b));
+            for (ptrdiff_t v = 2; v < kw; v += 2) {
+                a = _mm512_loadu_ps(p + v);
+                b = _mm512_loadu_ps(p + v + 16);
+                m = pyconv_pool_vmax16(m, _mm512_permutex2var_ps(a, even, b));
+                if (v + 1 < kw)
+                    m = pyconv_pool_vmax16(m, _mm512_permutex2var_ps(a, odd, b));
+            }
+        } else {           /* masked loads: nothing past a tap of the last column */
+            __mmask16 lo = pyconv_pool_mask16(2 * n - 1), hi = pyconv_pool_mask16(2 * n - 17);
+            m = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, p), even,
+                                       _mm512_maskz_loadu_ps(hi, p + 16));
+            for (ptrdiff_t v = 1; v < kw; v++)
+                m = pyconv_pool_vmax16(m, _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, p + v), even,
+                                                                 _mm512_maskz_loadu_ps(hi, p + v + 16)));
+        }
+        _mm512_storeu_ps(hrow + j, m);   /* lanes past cb: overwritten or unused */
+    }
+    return j < cb ? j : cb;
+}
+#endif
+
+/* One value: m, or v when v > m or v is NaN -- without a branch where there are
+ * vector units (the branch mispredicted on every other value: the edge columns of
+ * short rows, a 28x28 plane's last one, took a third of a 3x3/2 pool). */
+static inline float pyconv_pool_max1_f32(float m, float v)
+{
+#if defined(__AVX2__)
+    __m128 a = _mm_set_ss(m), b = _mm_set_ss(v);
+    __m128 take = _mm_or_ps(_mm_cmpgt_ss(b, a), _mm_cmpunord_ss(b, b));
+    return _mm_cvtss_f32(_mm_blendv_ps(a, b, take));
+#else
+    return (v > m || v != v) ? v : m;
+#endif
+}
+
+static inline double pyconv_pool_max1_f64(double m, double v)
+{
+#if defined(__AVX2__)
+    __m128d a = _mm_set_sd(m), b = _mm_set_sd(v);
+    __m128d take = _mm_or_pd(_mm_cmpgt_sd(b, a), _mm_cmpunord_sd(b, b));
+    return _mm_cvtsd_f64(_mm_blendv_pd(a, b, take));
+#else
+    return (v > m || v != v) ? v : m;
+#endif
+}
+
 /* hrow[j] = max_{v < kw} xr[j*sw - pw + v] for the interior columns j in [j0, cb) (every
  * tap inside the row of w elements), for sw 1 or 2, VL columns at a time: full loads
  * while they stay inside the row (for sw == 2 they read one element past the last
@@ -86,7 +169,10 @@ static inline ptrdiff_t pyconv_pool_interior_f32(const float* xr, ptrdiff_t w, f
                                                  ptrdiff_t sw, ptrdiff_t pw)
 {
     ptrdiff_t j = j0;
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    if (sw == 1 || sw == 2)
+        j = pyconv_pool_interior16(xr, w, hrow, j, cb, kw, sw, pw);
+#elif defined(__AVX2__)
     if (sw != 1 && sw != 2)
         return j;
     for (; j < cb; j += 8) {
@@ -153,7 +239,15 @@ static inline ptrdiff_t pyconv_pool_rows_f32(float* out, const float* const* row
                                              ptrdiff_t ow)
 {
     ptrdiff_t j = 0;
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    for (; j < ow; j += 16) {
+        __m512 m = _mm512_loadu_ps(rows[0] + j);
+        for (ptrdiff_t r = 1; r < n; r++)
+            m = pyconv_pool_vmax16(m, _mm512_loadu_ps(rows[r] + j));
+        /* AVX-512's masked store, unlike AVX2's VMASKMOVPS, is not microcoded on AMD */
+        _mm512_mask_storeu_ps(out + j, pyconv_pool_mask16(ow - j), m);
+    }
+#elif defined(__AVX2__)
     for (; j < ow; j += 8) {
         __m256 m = _mm256_loadu_ps(rows[0] + j);
         for (ptrdiff_t r = 1; r < n; r++)

@@ -40,16 +40,21 @@ cdef extern from "_maxpool.h" nogil:
                                         Py_ssize_t cb, Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t pw)
     Py_ssize_t pyconv_pool_rows_f32(float* out, const float* const* rows, Py_ssize_t n, Py_ssize_t ow)
     Py_ssize_t pyconv_pool_rows_f64(double* out, const double* const* rows, Py_ssize_t n, Py_ssize_t ow)
+    float pyconv_pool_max1_f32(float m, float v)
+    double pyconv_pool_max1_f64(double m, double v)
 
 
 cdef enum:
-    RING_PAD = 8   # a vector's room past each pooled row: full loads and stores only
+    RING_PAD = 16  # a vector's room past each pooled row: full loads and stores only
     FLAT_ELEMS = 8192   # pooled elements a unit may hold to pool its rows as one (32 KiB)
 
 
 cdef inline floating _pool_max(floating m, floating v) noexcept nogil:
     """v replaces m when greater or NaN (a NaN wins); an equal v does not."""
-    return v if (v > m or v != v) else m
+    if floating is float:
+        return pyconv_pool_max1_f32(m, v)
+    else:
+        return pyconv_pool_max1_f64(m, v)
 
 
 cdef inline floating _window_max(const floating* p, Py_ssize_t n) noexcept nogil:
