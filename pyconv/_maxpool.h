@@ -78,7 +78,7 @@ static inline __m256d pyconv_pool_even_part_f64(const double* p, ptrdiff_t n)
 #if defined(__AVX512F__)
 /* float32 on AVX-512: 16 lanes, comparisons into mask registers, and the even and odd
  * elements of 32 each in one permute (AVX2's needs a shuffle and a permute per tap).
- * benchmarks/paths.py maxpool (2 threads, this path / the AVX2 one): see _maxpool.pxi. */
+ * Measured against the AVX2 path: see the top of _maxpool.pxi. */
 static inline __m512 pyconv_pool_vmax16(__m512 m, __m512 v)
 {
     __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
