@@ -7,9 +7,9 @@
  * are interchangeable: each function does the columns it can, VL at a time, and
  * returns the first column it left to the scalar loop.
  *
- * The kernel sets compile this header with their ISA flags: AVX2 (also under AVX-512)
- * takes the vector paths; the generic set has none (every column goes to the scalar
- * loop).
+ * The kernel sets compile this header with their ISA flags: AVX2 takes 8-lane vector
+ * paths, AVX-512 16-lane ones for float32 (8-lane for float64); the generic set has
+ * none (every column goes to the scalar loop).
  */
 #ifndef PYCONV_MAXPOOL_H
 #define PYCONV_MAXPOOL_H
