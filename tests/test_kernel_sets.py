@@ -82,6 +82,24 @@ def test_gemm_matches_direct(kernel_set, case, dtype):
     np.testing.assert_allclose(fast, direct, rtol=TOL[dtype], atol=TOL[dtype] * scale)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_stride2_every_row_length(kernel_set, dtype):
+    """Stride-2 packing copies every second input column (_ukernel.h's gather2: whole
+    vectors, then the last 1..16 columns masked on AVX-512): output rows of 1..40
+    columns, with and without the padding that clips a row's first and last taps."""
+    rng = np.random.default_rng(3)
+    for w in range(1, 80, 2):
+        for padding in (0, 1):
+            if w + 2 * padding < 3:
+                continue
+            x = rng.standard_normal((1, 3, 5, w)).astype(dtype)
+            weight = rng.standard_normal((8, 3, 3, 3)).astype(dtype)
+            fast = F.conv2d(x, weight, None, 2, padding, algorithm="gemm")
+            direct = F.conv2d(x, weight, None, 2, padding, algorithm="direct")
+            np.testing.assert_allclose(fast, direct, rtol=TOL[dtype], atol=TOL[dtype] * 6,
+                                       err_msg=f"width {w} padding {padding}")
+
+
 def test_fused_clamp_and_nan(kernel_set):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 7, 9, 10)).astype(np.float32)
