@@ -15,7 +15,9 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
   Shapes NxCxH:OkKsSpP (padding default 0).
 * ``maxpool``: max pooling without indices by the general kernel (pyconv._pool, A) or
   the kernel set's (_maxpool.pxi, B), raw kernel entries on the same planes. Shapes
-  NxCxH:kKsS[pP][c] (c: ceil mode).
+  NxCxH:kKsS[pP][c] (c: ceil mode). ``--against SET``: A is that kernel set's
+  _maxpool.pxi instead (e.g. ``--against avx2`` on an AVX-512 machine), "bitwise" when
+  both give the same output.
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
@@ -27,6 +29,7 @@ benchmark result: the suites (benchmarks/run.py) compare pyconv with its peers.
 """
 
 import argparse
+import importlib
 import os
 import re
 import statistics
@@ -77,7 +80,7 @@ def transposed_pair(shape, read_only, rng):
     return (lambda: run(True)), (lambda: run(False)), f"auto: {auto}"
 
 
-def maxpool_pair(shape, threads, rng):
+def maxpool_pair(shape, threads, rng, against=None):
     m = POOL.match(shape)
     if not m:
         raise SystemExit(f"bad shape {shape!r}: want NxCxH:kKsS[pP][c]")
@@ -86,9 +89,17 @@ def maxpool_pair(shape, threads, rng):
     out = F.max_pool2d(np.zeros((1, 1, h, h), np.float32), k, s, p, ceil_mode=ceil).shape[-1]
     x = rng.standard_normal((n * c, h, h), dtype=np.float32)
     y = np.empty((n * c, out, out), np.float32)
-    general = lambda: _pool.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
     kernel_set = lambda: _dispatch.kernels.max_pool2d_fast(x, y, k, k, s, s, p, p, threads)
-    return general, kernel_set, ""
+    if against is None:
+        general = lambda: _pool.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
+        return general, kernel_set, ""
+    other = importlib.import_module(f"pyconv._kernels_{against}")
+    y_other = np.empty_like(y)
+    kernel_set()
+    other.max_pool2d_fast(x, y_other, k, k, s, s, p, p, threads)
+    same = np.array_equal(y, y_other)
+    return (lambda: other.max_pool2d_fast(x, y_other, k, k, s, s, p, p, threads), kernel_set,
+            "bitwise" if same else "OUTPUTS DIFFER")
 
 
 def join_pair(shape, rng):
@@ -133,12 +144,16 @@ def main():
     parser.add_argument("pair", choices=sorted(PRESETS))
     parser.add_argument("--shapes", nargs="+", help="default: the pair's preset")
     parser.add_argument("--read-only", action="store_true", help="transposed: read-only weights")
+    parser.add_argument("--against", choices=("generic", "avx2", "avx512"),
+                        help="maxpool: compare with this kernel set's kernel, not the general one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per shape")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
              "join": ("two steps", "joined")}[args.pair]
+    if args.pair == "maxpool" and args.against:
+        names = (args.against, _dispatch.name)
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
           f"kernel set {_dispatch.name}" + (", read-only weights" if args.read_only else ""))
     with pyconv.num_threads(args.threads):
@@ -148,7 +163,7 @@ def main():
             elif args.pair == "join":
                 a, b, extra = join_pair(shape, rng)
             else:
-                a, b, extra = maxpool_pair(shape, args.threads, rng)
+                a, b, extra = maxpool_pair(shape, args.threads, rng, args.against)
             ta, tb, ratio, pairs = alternate(a, b, args.budget)
             print(f"  {shape:22s} {names[0]} {ta * 1e3:8.3f} ms  {names[1]} {tb * 1e3:8.3f} ms  "
                   f"ratio {ratio:5.2f}  ({pairs} pairs) {extra}")

@@ -29,9 +29,10 @@
 # 3x3/2 pools of GoogLeNet twice as fast. `benchmarks/paths.py maxpool` (2 threads,
 # this kernel / the general one): 2x2/2 64@224 0.70, 128@112 0.78, 512@28 0.83,
 # 512@14 0.79; 3x3/2 64@112 0.84, 192@56 0.87, 480@28 0.77.
-# The AVX-512 set's float32 vectors (_maxpool.h, 16 lanes), against the AVX2 set's
-# in one process (Intel, 2 threads; 1 thread within 0.05): 3x3/2 64@112 0.64, 192@56
-# ceil 0.62, 480@28 ceil 0.63; 2x2/2 64@224 0.75, 512@28 0.59; 3x3/1 192@35 0.67.
+# The AVX-512 set's float32 vectors (_maxpool.h, 16 lanes) against the AVX2 set's,
+# `benchmarks/paths.py maxpool --against avx2` (Intel, 2 threads | 1 thread): 3x3/2
+# 64@112 0.70 | 0.62, 192@56 ceil 0.62 | 0.66, 480@28 ceil 0.62 | 0.61; 2x2/2 64@224
+# 0.69 | 0.77, 512@28 0.60 | 0.58; 3x3/1 192@35 0.67 | 0.66.
 
 from libc.stdlib cimport calloc
 from pyconv._common cimport block_end, rows_per_unit
