@@ -6,6 +6,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
     python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
     python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
+    python benchmarks/ab.py --base HEAD --kernel avgpool      # pyconv._pool's average pooling
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -20,7 +21,10 @@ Output per shape (or model): both medians and new / base time (< 1: the working 
 faster).
 Only a raw kernel entry is timed (no Python checks, no algorithm choice): ``conv2d_igemm``,
 or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
-transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed). A direction for development, not a benchmark result: the suites
+transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed).
+``--kernel avgpool`` compares ``pyconv._pool`` instead (one module for every CPU, built
+with the common flags): ``avg_pool2d_forward`` on NxCxH:kK[sS][pP] shapes (count_include_pad,
+as PyTorch's default). A direction for development, not a benchmark result: the suites
 (benchmarks/run.py) compare pyconv with its peers.
 """
 
@@ -50,20 +54,25 @@ PRESETS = {
                  "1x512x14:512k3s2p1", "1x2048x7:512k1", "1x512x7:2048k1", "1x512x7:512k3p1",
                  "8x256x14:256k3p1", "8x512x28:256k1"],
     "vgg16": ["1x3x224:64k3p1", "1x256x56:256k3p1", "1x512x28:512k3p1", "1x512x14:512k3p1"],
+    # --kernel avgpool: Inception-v3's 3x3/1 pools, a 2x2/2 and a 3x3/2 one, a 7x7 global
+    "pooling": ["1x768x17:k3s1p1", "1x192x35:k3s1p1", "1x64x112:k2s2", "1x64x56:k3s2p1",
+                "1x2048x7:k7s1"],
 }
 SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+):(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
+POOL = re.compile(r"^(\d+)x(\d+)x(\d+):k(\d+)(?:s(\d+))?(?:p(\d+))?$")
 
 
-def build_base(rev, kernel_set, workdir):
-    """Compile revision ``rev``'s kernel set as the module ``_kbase`` in ``workdir``."""
+def build_base(rev, kernel_set, workdir, source=None):
+    """Compile revision ``rev``'s kernel set (or its module ``source``, e.g. _pool.pyx,
+    with the common flags only) as the module ``_kbase`` in ``workdir``."""
     src = os.path.join(workdir, "src")
     os.makedirs(src)
     archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "pyconv"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
     pkg = os.path.join(src, "pyconv")
-    shutil.copy(os.path.join(pkg, f"_kernels_{kernel_set}.pyx"), os.path.join(pkg, "_kbase.pyx"))
-    flags = {"generic": [], "avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f"]}[kernel_set]
+    shutil.copy(os.path.join(pkg, source or f"_kernels_{kernel_set}.pyx"), os.path.join(pkg, "_kbase.pyx"))
+    flags = [] if source else {"generic": [], "avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f"]}[kernel_set]
     script = f"""
 from setuptools import Extension, setup
 from Cython.Build import cythonize
@@ -139,6 +148,34 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
     return statistics.median(times[0]), statistics.median(times[1]), ratio
 
 
+def ab_pool(base, new, text, threads, budget, rng):
+    """avg_pool2d_forward of both builds of pyconv._pool on the planes of one shape,
+    calls alternated; a note when the outputs differ."""
+    m = POOL.match(text)
+    if not m:
+        sys.exit(f"bad pool shape {text!r}: expected NxCxH:kK[sS][pP], e.g. 1x768x17:k3s1p1")
+    n, c, h, k = (int(g) for g in m.groups()[:4])
+    s, p = int(m.group(5) or k), int(m.group(6) or 0)
+    x = rng.standard_normal((n * c, h, h), dtype=np.float32)
+    oh = (h + 2 * p - k) // s + 1
+    y0, y1 = np.empty((n * c, oh, oh), np.float32), np.empty((n * c, oh, oh), np.float32)
+    args = (k, k, s, s, p, p, p, p, 1, 1, True, 0, threads)
+    calls = [lambda: base.avg_pool2d_forward(x, y0, *args), lambda: new.avg_pool2d_forward(x, y1, *args)]
+    for call in calls * 3:
+        call()
+    if not np.array_equal(y0, y1):
+        print(f"  note: outputs differ (max |diff| {np.abs(y0 - y1).max():.2e})")
+    times = ([], [])
+    end = time.perf_counter() + budget
+    while time.perf_counter() < end or len(times[0]) < 9:
+        for j in ((0, 1) if len(times[0]) % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            calls[j]()
+            times[j].append(time.perf_counter() - t0)
+    ratio = statistics.median(t1 / t0 for t0, t1 in zip(*times))
+    return statistics.median(times[0]), statistics.median(times[1]), ratio, len(times[0])
+
+
 def ab_model(base, new, name, batch, threads, budget, rng):
     """Whole forward passes of a light ONNX model (bench_models.py) through pyconv.onnx,
     alternating the two kernel sets as ``pyconv._dispatch.kernels`` -- what the
@@ -188,8 +225,9 @@ def main(argv=None):
                     help="kernel set built for both (default avx2; the CPU must have it)")
     ap.add_argument("--shapes", nargs="+", default=["resnet50"],
                     help="NxCxH:OkK[sS][pP] shapes or presets: " + ", ".join(PRESETS))
-    ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2"],
-                    help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes)")
+    ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2", "avgpool"],
+                    help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
+                         "avgpool: pyconv._pool, pool shapes, default preset pooling)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cold", action="store_true",
                     help="evict the caches before each call (weights and input from DRAM, as "
@@ -201,6 +239,8 @@ def main(argv=None):
     opts = ap.parse_args(argv)
 
     import pyconv
+    if opts.kernel == "avgpool":
+        return main_pool(opts)
     new = importlib.import_module(f"pyconv._kernels_{opts.set}")
     shapes = [s for name in opts.shapes for s in PRESETS.get(name, [name])]
     if opts.kernel != "gemm":
@@ -224,6 +264,24 @@ def main(argv=None):
             once = max((time.perf_counter() - t) / 10, 1e-5)
             pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1
             t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel, opts.cold)
+            print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
+                  f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
+
+
+def main_pool(opts):
+    """--kernel avgpool: the working tree's pyconv._pool against the base revision's."""
+    import pyconv
+    from pyconv import _pool as new
+
+    names = ["pooling"] if opts.shapes == ["resnet50"] else opts.shapes   # the default preset
+    shapes = [s for name in names for s in PRESETS.get(name, [name])]
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
+        base = build_base(opts.base, None, workdir, source="_pool.pyx")
+        print(f"base {opts.base} vs working tree ({pyconv.__version__}), pyconv._pool avg_pool2d, "
+              f"{opts.threads} threads; new/base < 1: the working tree is faster")
+        for text in shapes:
+            t0, t1, ratio, pairs = ab_pool(base, new, text, opts.threads, opts.budget, rng)
             print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
                   f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
 
