@@ -458,9 +458,10 @@ cdef inline void _edge_sums(const floating* xr, Py_ssize_t n, floating* hs, Py_s
     """_rows_sum for edge column ow of the n rows: its real taps (from g.real) only,
     each row's sum from 0 in tap order. Column by column, so that the tap range is
     looked up once for all rows (per row and column it took a third of a 3x3/1 pool
-    of 17x17 planes). With _fold_sum_div, against the previous commit's _pool in one
-    process (ad hoc; 1 | 2 threads): 3x3/1 pad 1 768@17 0.82 | 0.82 the time, 192@35
-    0.78 | 0.79, 2x2/2 64@112 0.95 | 0.97, 7x7 2048@7 0.90 | 0.92, bitwise the same."""
+    of 17x17 planes). With _fold_sum_div, `benchmarks/ab.py --kernel avgpool` against
+    the commit before them (Intel, 1 | 2 threads): 3x3/1 pad 1 768@17 0.76 | 0.77 the
+    time, 192@35 0.75 | 0.77, 3x3/2 64@56 0.87 | 0.88, 2x2/2 64@112 0.93 | 0.91, 7x7
+    2048@7 0.89 | 0.89; the same bits."""
     cdef Py_ssize_t i, v, va = g.real[2 * ow], ve = g.real[2 * ow + 1]
     cdef Py_ssize_t c0 = ow * g.sw + va * g.dw - g.pw, dw = g.dw, wd = g.wd, pitch = g.pitch
     cdef const floating* t
