@@ -135,7 +135,12 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
         call()
     if not np.array_equal(y0, y1):
         print(f"  note: outputs differ (max |diff| {np.abs(y0 - y1).max():.2e})")
-    # Each pair in turn, the order alternating: a drift within a pair hits both ways.
+    return alternate(calls, pairs, cold)
+
+
+def alternate(calls, pairs, cold=False):
+    """Each pair of calls in turn, the order alternating (a drift within a pair hits
+    both ways): both medians and the median of the per-pair ratios new / base."""
     times = ([], [])
     for i in range(pairs):
         for j in ((0, 1) if i % 2 == 0 else (1, 0)):
@@ -150,7 +155,7 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
 
 def ab_pool(base, new, text, threads, budget, rng):
     """avg_pool2d_forward of both builds of pyconv._pool on the planes of one shape,
-    calls alternated; a note when the outputs differ."""
+    calls alternated for about ``budget`` seconds; a note when the outputs differ."""
     m = POOL.match(text)
     if not m:
         sys.exit(f"bad pool shape {text!r}: expected NxCxH:kK[sS][pP], e.g. 1x768x17:k3s1p1")
@@ -161,19 +166,14 @@ def ab_pool(base, new, text, threads, budget, rng):
     y0, y1 = np.empty((n * c, oh, oh), np.float32), np.empty((n * c, oh, oh), np.float32)
     args = (k, k, s, s, p, p, p, p, 1, 1, True, 0, threads)
     calls = [lambda: base.avg_pool2d_forward(x, y0, *args), lambda: new.avg_pool2d_forward(x, y1, *args)]
+    t = time.perf_counter()
     for call in calls * 3:
         call()
+    once = max((time.perf_counter() - t) / 6, 1e-5)
     if not np.array_equal(y0, y1):
         print(f"  note: outputs differ (max |diff| {np.abs(y0 - y1).max():.2e})")
-    times = ([], [])
-    end = time.perf_counter() + budget
-    while time.perf_counter() < end or len(times[0]) < 9:
-        for j in ((0, 1) if len(times[0]) % 2 == 0 else (1, 0)):
-            t0 = time.perf_counter()
-            calls[j]()
-            times[j].append(time.perf_counter() - t0)
-    ratio = statistics.median(t1 / t0 for t0, t1 in zip(*times))
-    return statistics.median(times[0]), statistics.median(times[1]), ratio, len(times[0])
+    pairs = int(min(max(budget / (2 * once), 9), 10001)) | 1
+    return alternate(calls, pairs) + (pairs,)
 
 
 def ab_model(base, new, name, batch, threads, budget, rng):
@@ -223,8 +223,9 @@ def main(argv=None):
     ap.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
     ap.add_argument("--set", default="avx2", choices=["generic", "avx2", "avx512"],
                     help="kernel set built for both (default avx2; the CPU must have it)")
-    ap.add_argument("--shapes", nargs="+", default=["resnet50"],
-                    help="NxCxH:OkK[sS][pP] shapes or presets: " + ", ".join(PRESETS))
+    ap.add_argument("--shapes", nargs="+",
+                    help="NxCxH:OkK[sS][pP] shapes (--kernel avgpool: NxCxH:kK[sS][pP]) or "
+                         "presets: " + ", ".join(PRESETS) + " (default resnet50; avgpool: pooling)")
     ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2", "avgpool"],
                     help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
                          "avgpool: pyconv._pool, pool shapes, default preset pooling)")
@@ -242,10 +243,10 @@ def main(argv=None):
     if opts.kernel == "avgpool":
         return main_pool(opts)
     new = importlib.import_module(f"pyconv._kernels_{opts.set}")
-    shapes = [s for name in opts.shapes for s in PRESETS.get(name, [name])]
+    shapes = [s for name in opts.shapes or ["resnet50"] for s in PRESETS.get(name, [name])]
     if opts.kernel != "gemm":
         shapes = [s for s in shapes if parse_shape(s)[4:6] == (3, 1)] or sys.exit(
-            f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes}")
+            f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes or ['resnet50']}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         base = build_base(opts.base, opts.set, workdir)
@@ -273,8 +274,7 @@ def main_pool(opts):
     import pyconv
     from pyconv import _pool as new
 
-    names = ["pooling"] if opts.shapes == ["resnet50"] else opts.shapes   # the default preset
-    shapes = [s for name in names for s in PRESETS.get(name, [name])]
+    shapes = [s for name in opts.shapes or ["pooling"] for s in PRESETS.get(name, [name])]
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         base = build_base(opts.base, None, workdir, source="_pool.pyx")
