@@ -68,8 +68,8 @@ cdef extern from "_ukernel.h" nogil:
     void pyconv_ukr_f32_narrow(int64_t rows, int64_t kc, const float* A, int64_t lda,
                                const float* B, int64_t ldb, float* C, int64_t ldc, int accumulate)
     void pyconv_prefetch_rows(const void* a, int64_t stride, int64_t bytes, int64_t rows)
-    void pyconv_gather2_f32(float* dst, const float* src, int64_t n)
-    void pyconv_gather2_f64(double* dst, const double* src, int64_t n)
+    void pyconv_gather2z_f32(float* dst, const float* row, int64_t i0, int64_t n, int64_t wd)
+    void pyconv_gather2z_f64(double* dst, const double* row, int64_t i0, int64_t n, int64_t wd)
     void pyconv_ukr_f64_edge(int64_t kc, const double* A, int64_t lda, const double* B, int64_t ldb, double* C,
                              int64_t ldc, int accumulate, const double* bias, double lo, double hi,
                              int64_t mr, int64_t nr)
@@ -225,6 +225,11 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
             ih = oh * sh - ph + u * dh
             if ih < 0 or ih >= h:
                 memset(d, 0, ln * sizeof(floating))
+            elif sw == 2:   # the run in one call, its padded columns included (_ukernel.h)
+                if floating is float:
+                    pyconv_gather2z_f32(d, x + (c * h + ih) * wd, ow * 2 + off, ln, wd)
+                else:
+                    pyconv_gather2z_f64(d, x + (c * h + ih) * wd, ow * 2 + off, ln, wd)
             else:
                 src = x + (c * h + ih) * wd
                 a = fa if fa > ow else ow  # ... within this run's columns [ow, ow + ln)
@@ -235,11 +240,6 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
                     memset(d, 0, (a - ow) * sizeof(floating))
                 if sw == 1:
                     memcpy(d + a - ow, src + a + off, (e - a) * sizeof(floating))
-                elif sw == 2 and e > a:
-                    if floating is float:
-                        pyconv_gather2_f32(d + a - ow, src + 2 * a + off, e - a)
-                    else:
-                        pyconv_gather2_f64(d + a - ow, src + 2 * a + off, e - a)
                 else:
                     for t in range(a, e):
                         d[t - ow] = src[t * sw + off]

@@ -608,4 +608,70 @@ static inline void pyconv_gather2_f64(double *restrict dst, const double *restri
     PYCONV_GATHER2(pyconv_vd, pyconv_vdu, pyconv_vdi, PYCONV_EVEN_D)
 }
 
+/* One packed run of a stride-2 tap, padding included:
+ *
+ *     dst[t] = row[i0 + 2t]  where 0 <= i0 + 2t < wd,  else 0        t < n
+ *
+ * (row: one input row of wd values; i0 = 2 * ow + v * dw - pw for the run's first
+ * output column ow and tap column v). A 3x3/2 layer's runs are an output row, 7 or 14
+ * columns, one per tap and row: in pieces -- a memset call for a padded first column,
+ * the in-range columns, another for the last -- the calls cost more than the copy
+ * (_igemm_folded's packing took 27 % of a 3x3/2 256@28 b8 layer on one core, Zen 4). */
+#define PYCONV_GATHER2Z(GATHER2)                                                   \
+    int64_t a = i0 < 0 ? (1 - i0) / 2 : 0;      /* first t that reads the row */    \
+    int64_t e = wd > i0 ? (wd - i0 + 1) / 2 : 0;  /* first t past its end */        \
+    if (a > n) a = n;                                                              \
+    if (e > n) e = n;                                                              \
+    if (e < a) e = a;                                                              \
+    for (int64_t t = 0; t < a; t++) dst[t] = 0;                                    \
+    if (e > a) GATHER2(dst + a, row + i0 + 2 * a, e - a);                          \
+    for (int64_t t = e; t < n; t++) dst[t] = 0;
+
+#if defined(__AVX512F__)
+/* AVX-512 float32: 16 columns per step from two masked loads of the 32 values they
+ * span -- the masks leave out what lies outside the row, which reads as 0 -- and one
+ * even-lane permute; the first step's permute is shifted where the run starts in the
+ * padding (i0 < 0), and the last step's store is masked. No scalar edges, no calls;
+ * the steps that lie inside the row take plain loads (the stem's 112-column runs). */
+static inline void pyconv_gather2z_f32(float *restrict dst, const float *restrict row,
+                                       int64_t i0, int64_t n, int64_t wd)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int64_t t = 0;
+    if (i0 >= 0)    /* whole steps inside the row: plain loads, as pyconv_gather2_f32 */
+        for (; t + 16 <= n && i0 + 2 * t + 32 <= wd; t += 16)
+            _mm512_storeu_ps(dst + t, _mm512_permutex2var_ps(_mm512_loadu_ps(row + i0 + 2 * t), even,
+                                                             _mm512_loadu_ps(row + i0 + 2 * t + 16)));
+    for (; t < n; t += 16) {
+        int64_t base = i0 + 2 * t;              /* the input column of output t */
+        int64_t at = base > 0 ? base : 0;       /* the first load's column */
+        int64_t s = at - base;                  /* lanes of padding before it: 0 but at t = 0 */
+        int64_t avail = wd - at;                /* the row's columns from there on */
+        avail = avail < 0 ? 0 : avail > 32 ? 32 : avail;
+        __mmask16 mlo = (__mmask16)(avail >= 16 ? 0xFFFF : (1u << avail) - 1);
+        __mmask16 mhi = (__mmask16)(avail >= 32 ? 0xFFFF : avail > 16 ? (1u << (avail - 16)) - 1 : 0);
+        __m512 lo = _mm512_maskz_loadu_ps(mlo, row + at), hi = _mm512_maskz_loadu_ps(mhi, row + at + 16);
+        /* output lane j reads lane 2j - s of lo:hi; lanes with 2j < s are padding */
+        __mmask16 keep = (__mmask16)(s >= 32 ? 0 : 0xFFFFu << ((s + 1) / 2));
+        __m512 v = _mm512_maskz_permutex2var_ps(keep, lo, _mm512_sub_epi32(even, _mm512_set1_epi32((int)(s < 32 ? s : 0))), hi);
+        if (n - t >= 16)
+            _mm512_storeu_ps(dst + t, v);
+        else
+            _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << (n - t)) - 1), v);
+    }
+}
+#else
+static inline void pyconv_gather2z_f32(float *restrict dst, const float *restrict row,
+                                       int64_t i0, int64_t n, int64_t wd)
+{
+    PYCONV_GATHER2Z(pyconv_gather2_f32)
+}
+#endif
+
+static inline void pyconv_gather2z_f64(double *restrict dst, const double *restrict row,
+                                       int64_t i0, int64_t n, int64_t wd)
+{
+    PYCONV_GATHER2Z(pyconv_gather2_f64)
+}
+
 #endif

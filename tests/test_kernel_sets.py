@@ -84,7 +84,7 @@ def test_gemm_matches_direct(kernel_set, case, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_stride2_every_row_length(kernel_set, dtype):
-    """Stride-2 packing copies every second input column (_ukernel.h's gather2: whole
+    """Stride-2 packing copies every second input column (_ukernel.h's gather2z: whole
     vectors, then the last 1..16 columns masked on AVX-512): output rows of 1..40
     columns, with and without the padding that clips a row's first and last taps."""
     rng = np.random.default_rng(3)
@@ -98,6 +98,28 @@ def test_gemm_stride2_every_row_length(kernel_set, dtype):
             direct = F.conv2d(x, weight, None, 2, padding, algorithm="direct")
             np.testing.assert_allclose(fast, direct, rtol=TOL[dtype], atol=TOL[dtype] * 6,
                                        err_msg=f"width {w} padding {padding}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_stride2_padding_and_dilation(kernel_set, dtype):
+    """Stride-2 packing reads each run in one call, its padded columns zeroed
+    (_ukernel.h's gather2z): runs that start in the padding by 1..5 columns (the
+    AVX-512 step's shifted permute), end in it, or lie in it whole (padding wider than
+    the kernel), with dilated taps, on rows narrower and wider than two vectors."""
+    rng = np.random.default_rng(4)
+    for w in (1, 2, 5, 14, 15, 16, 17, 31, 32, 33, 34, 47, 65, 100):
+        for kw, padding, dilation in ((1, 0, 1), (1, 2, 1), (3, 1, 2), (3, 3, 1), (5, 2, 1),
+                                      (5, 5, 2), (7, 3, 1), (7, 4, 2)):
+            if w + 2 * padding < dilation * (kw - 1) + 1:
+                continue
+            x = rng.standard_normal((1, 3, 4, w)).astype(dtype)
+            weight = rng.standard_normal((8, 3, 1, kw)).astype(dtype)
+            args = (x, weight, None, (1, 2), (0, padding), (1, dilation))
+            fast = F.conv2d(*args, algorithm="gemm")
+            direct = F.conv2d(*args, algorithm="direct")
+            np.testing.assert_allclose(fast, direct, rtol=TOL[dtype], atol=TOL[dtype] * 4,
+                                       err_msg=f"width {w} kernel {kw} padding {padding} "
+                                               f"dilation {dilation}")
 
 
 def test_fused_clamp_and_nan(kernel_set):
