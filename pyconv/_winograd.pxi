@@ -575,6 +575,9 @@ cdef enum:
     WINO_SHARED_BYTES = 16 << 20
     WINO_UNITS_PER_THREAD = 4
     WINO_PRIVATE_UNITS = 2
+    # Private blocks of this many tiles where whole NR give too few (_winograd_conv2d):
+    # as large as AVX2's NR (24), which the private-schedule measurements above used.
+    WINO_SPLIT_TILES = 32
     WINO_SHARED_UNITS = 2
     # Tiles past the last whole vector that the tail kernel does (_wino_tail_tiles).
     # In-process A/B (benchmarks/ab.py, 2 threads, Intel AVX-512 and its AVX2 set):
@@ -966,9 +969,22 @@ cdef _winograd_conv2d(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         tb_nr = 1
         tblocks = tiles_nr
     cdef Py_ssize_t tb = tb_nr * nr
+    # Too few blocks of whole NR tiles for the private schedule, but enough of
+    # WINO_SPLIT_TILES: blocks of those, on the GEMMs' 2-vector edge tile. Only AVX-512's
+    # NR (48) is larger: 97-191 tiles, e.g. a 14x14 image's 4x4 tiles at batch 8, took
+    # the shared schedule, whose V goes through L3. benchmarks/ab.py --set avx512 (Zen 4,
+    # 2 threads) F(4, 3) 8x64@14 0.86 the time, 8x128@14 0.88, 8x256@14 0.96, 8x512@14
+    # 0.95, F(2, 3) 8x256@7 0.92, 8x512@7 0.99. Each tile's sums are the same products
+    # in the same order in either tile, and the tail tiles (past the last whole vector)
+    # are still the last block's.
+    cdef Py_ssize_t private_min = max(WINO_PRIVATE_UNITS * num_threads, 4)
+    if (tblocks < private_min and tb > WINO_SPLIT_TILES and WINO_SPLIT_TILES % PYCONV_WVL == 0
+            and (tiles + WINO_SPLIT_TILES - 1) // WINO_SPLIT_TILES >= private_min):
+        tb = WINO_SPLIT_TILES
+        tblocks = (tiles + tb - 1) // tb
     cdef int failed
     with nogil:
-        if tblocks >= max(WINO_PRIVATE_UNITS * num_threads, 4):
+        if tblocks >= private_min:
             failed = _wino_private(&L, tiles, tb, num_threads)
         else:
             failed = _wino_shared(&L, tiles, num_threads)
