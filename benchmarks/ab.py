@@ -7,6 +7,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
     python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
     python benchmarks/ab.py --base HEAD --kernel avgpool      # pyconv._pool's average pooling
+    python benchmarks/ab.py --set avx512 --against avx2    # two built kernel sets, no base build
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -15,7 +16,10 @@ same machine state, and the median of the per-pair ratios is stable to about 1-2
 untouched layers read 1.00 run after run. This script builds the base revision's kernel
 set (``git archive`` into a temporary directory; its ``_kernels_<set>.pyx`` compiled under
 another module name, with setup.py's flags) and imports it beside the working tree's
-build (which must be built: ``python setup.py build_ext --inplace``).
+build (which must be built: ``python setup.py build_ext --inplace``). ``--against SET``
+compares the working tree's ``--set`` with another of its own built kernel sets instead
+(which set a CPU should run: the AVX-512 set on a core that splits 512-bit operations
+into two halves, say); their outputs may differ in the last bits (other tile shapes).
 
 Output per shape (or model): both medians and new / base time (< 1: the working tree is
 faster).
@@ -223,6 +227,8 @@ def main(argv=None):
     ap.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
     ap.add_argument("--set", default="avx2", choices=["generic", "avx2", "avx512"],
                     help="kernel set built for both (default avx2; the CPU must have it)")
+    ap.add_argument("--against", choices=["generic", "avx2", "avx512"],
+                    help="instead of a base revision: this build's own kernel set SET as the base")
     ap.add_argument("--shapes", nargs="+",
                     help="NxCxH:OkK[sS][pP] shapes (--kernel avgpool: NxCxH:kK[sS][pP]) or "
                          "presets: " + ", ".join(PRESETS) + " (default resnet50; avgpool: pooling)")
@@ -249,7 +255,11 @@ def main(argv=None):
             f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes or ['resnet50']}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
-        base = build_base(opts.base, opts.set, workdir)
+        if opts.against:
+            base = importlib.import_module(f"pyconv._kernels_{opts.against}")
+            opts.base = f"set {opts.against}"
+        else:
+            base = build_base(opts.base, opts.set, workdir)
         print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, "
               f"kernel {opts.kernel}, {opts.threads} threads{', cold caches' if opts.cold else ''}; "
               f"new/base < 1: the working tree is faster")
