@@ -358,4 +358,197 @@ static void pyconv_direct_rows_f64(const double *X, int64_t rs, int64_t cs, int6
 #undef BCAST
 }
 
+/* Depthwise, VL channels at once (channels-last): the tile for planes narrower than a
+ * vector, where the row tiles above leave most lanes empty (a 7x7 map fills 7 of 16)
+ * and packing a row costs more than its arithmetic. Contract:
+ *
+ *     for i < oh, j < ow, lane l < VL (channel l of the block):
+ *         s = 0
+ *         for u < kh, v < kw (in that order):
+ *             s += W[(u*kw + v)*VL + l] * T[((i*sh + u*dh)*tw + j*sw + v*dw)*VL + l]
+ *         O[(i*ow + j)*VL + l] = clamp(s + B[l], lo, hi)
+ *
+ *   T  the block's input planes, channels-last and zero-padded (the pads inside it,
+ *      tw columns per row); W the taps, B the bias, channels-last; O the output,
+ *      channels-last. The sum of each element is the one of pyconv_direct_rows (its
+ *      single channel, taps in order, then bias and clamp) -- the same products in the
+ *      same order, lane by lane.
+ * Four output columns at a time: four independent chains of FMAs sharing each tap's
+ * vector (one chain of kh*kw dependent FMAs would wait on the FMA latency). */
+#define PYCONV_DWCL_BODY                                                           \
+    V lov = (V){0} + lo, hiv = (V){0} + hi, bv = *(const V *)B;                    \
+    for (int64_t i = 0; i < oh; i++) {                                             \
+        S *o = O + i * ow * VL;                                                    \
+        int64_t j = 0;                                                             \
+        for (; j + 4 <= ow; j += 4) {                                              \
+            V s0 = (V){0}, s1 = s0, s2 = s0, s3 = s0;                              \
+            for (int64_t u = 0; u < kh; u++) {                                     \
+                const S *t = T + ((i * sh + u * dh) * tw + j * sw) * VL;           \
+                const S *w = W + u * kw * VL;                                      \
+                for (int64_t v = 0; v < kw; v++) {                                 \
+                    V wv = *(const V *)(w + v * VL);                               \
+                    const S *tv = t + v * dw * VL;                                 \
+                    s0 += wv * *(const V *)tv;                                     \
+                    s1 += wv * *(const V *)(tv + sw * VL);                         \
+                    s2 += wv * *(const V *)(tv + 2 * sw * VL);                     \
+                    s3 += wv * *(const V *)(tv + 3 * sw * VL);                     \
+                }                                                                  \
+            }                                                                      \
+            *(V *)(o + j * VL) = CLAMP(s0 + bv, lov, hiv);                         \
+            *(V *)(o + (j + 1) * VL) = CLAMP(s1 + bv, lov, hiv);                   \
+            *(V *)(o + (j + 2) * VL) = CLAMP(s2 + bv, lov, hiv);                   \
+            *(V *)(o + (j + 3) * VL) = CLAMP(s3 + bv, lov, hiv);                   \
+        }                                                                          \
+        for (; j < ow; j++) {                                                      \
+            V s0 = (V){0};                                                         \
+            for (int64_t u = 0; u < kh; u++)                                       \
+                for (int64_t v = 0; v < kw; v++)                                   \
+                    s0 += *(const V *)(W + (u * kw + v) * VL)                      \
+                          * *(const V *)(T + ((i * sh + u * dh) * tw + j * sw + v * dw) * VL); \
+            *(V *)(o + j * VL) = CLAMP(s0 + bv, lov, hiv);                         \
+        }                                                                          \
+    }
+
+static void pyconv_dwcl_f32(const float *restrict T, int64_t tw, const float *restrict W,
+                            const float *restrict B, int64_t kh, int64_t kw, int64_t sh,
+                            int64_t sw, int64_t dh, int64_t dw, float *restrict O,
+                            int64_t oh, int64_t ow, float lo, float hi)
+{
+    typedef float S;
+    typedef pyconv_vf V;
+    enum { VL = PYCONV_VBYTES / 4 };
+#define CLAMP pyconv_clamp_float
+    PYCONV_DWCL_BODY
+#undef CLAMP
+}
+
+static void pyconv_dwcl_f64(const double *restrict T, int64_t tw, const double *restrict W,
+                            const double *restrict B, int64_t kh, int64_t kw, int64_t sh,
+                            int64_t sw, int64_t dh, int64_t dw, double *restrict O,
+                            int64_t oh, int64_t ow, double lo, double hi)
+{
+    typedef double S;
+    typedef pyconv_vd V;
+    enum { VL = PYCONV_VBYTES / 8 };
+#define CLAMP pyconv_clamp_double
+    PYCONV_DWCL_BODY
+#undef CLAMP
+}
+
+/* The channels-last copies of _direct_dwcl (pyconv/_direct.pxi), a block of nl <= VL
+ * channels (planes cs apart):
+ *
+ *   pyconv_dwcl_in_*:   T[(r*tw + q + pw)*VL + l] = x_l[(r - ph)*ws + q]   r in [r0, r1), q < nc
+ *                       (x_l = x + l*cs; lanes l >= nl: 0; T's pads are left as they
+ *                       are: zeros; nc: the input columns that the tile holds);
+ *   pyconv_dwcl_out_*:  y_l[p] = O[p*VL + l]                            p < np, l < nl.
+ *
+ * On AVX-512 (float32) both go through 16 x 16 in-register transposes: 16 rows of a
+ * channel in, 16 channel vectors out (one per column), or back -- the scalar copy,
+ * one store per value 64 bytes apart, took most of a 7x7 layer's time (0.88 of the row
+ * tiles' time at 576@14/2, 0.69 at 960@7; with the transposes 0.53 and 0.48). Elsewhere,
+ * plain loops, and direct_conv2d keeps the row tiles (PYCONV_DWCL_F32 = 0). */
+#if defined(__AVX512F__)
+#define PYCONV_DWCL_F32 1   /* direct_conv2d takes the channels-last tile (float32) */
+/* r[l] (row l: lanes = columns) -> r[q] (lanes = rows), in place. */
+static inline void pyconv_t16_f32(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {   /* u[i + j]: column 4k + j of rows i..i+3 in block k */
+        u[i] = (__m512)_mm512_unpacklo_pd((__m512d)t[i], (__m512d)t[i + 2]);
+        u[i + 1] = (__m512)_mm512_unpackhi_pd((__m512d)t[i], (__m512d)t[i + 2]);
+        u[i + 2] = (__m512)_mm512_unpacklo_pd((__m512d)t[i + 1], (__m512d)t[i + 3]);
+        u[i + 3] = (__m512)_mm512_unpackhi_pd((__m512d)t[i + 1], (__m512d)t[i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 v = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);        /* blocks 0, 2 */
+        __m512 w = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);        /* blocks 1, 3 */
+        __m512 x = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        __m512 y = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_f32x4(v, x, 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(v, x, 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(w, y, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(w, y, 0xDD);
+    }
+}
+
+static void pyconv_dwcl_in_f32(float *restrict T, int64_t tw, const float *restrict x, int64_t cs,
+                               int64_t ws, int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t q0 = 0; q0 < nc; q0 += 16) {
+            int64_t nq = nc - q0 < 16 ? nc - q0 : 16;
+            __mmask16 m = (__mmask16)(nq == 16 ? 0xFFFF : (1u << nq) - 1);
+            __m512 v[16];
+            for (int64_t l = 0; l < 16; l++)
+                v[l] = l < nl ? _mm512_maskz_loadu_ps(m, x + l * cs + (r - ph) * ws + q0)
+                              : _mm512_setzero_ps();
+            pyconv_t16_f32(v);
+            float *t = T + (r * tw + pw + q0) * 16;
+            for (int64_t q = 0; q < nq; q++)
+                _mm512_store_ps(t + q * 16, v[q]);
+        }
+}
+
+static void pyconv_dwcl_out_f32(float *restrict y, int64_t cs, int64_t nl, const float *restrict O,
+                                int64_t np)
+{
+    for (int64_t p0 = 0; p0 < np; p0 += 16) {
+        int64_t n = np - p0 < 16 ? np - p0 : 16;
+        __m512 v[16];
+        for (int64_t p = 0; p < 16; p++)
+            v[p] = p < n ? _mm512_load_ps(O + (p0 + p) * 16) : _mm512_setzero_ps();
+        pyconv_t16_f32(v);
+        __mmask16 m = (__mmask16)(n == 16 ? 0xFFFF : (1u << n) - 1);
+        for (int64_t l = 0; l < nl; l++)
+            _mm512_mask_storeu_ps(y + l * cs + p0, m, v[l]);
+    }
+}
+#else
+/* Not taken by direct_conv2d here: with these plain copies it ran 1.2-1.9x the row
+ * tiles' time on AVX2 (Zen 4); conv2d_depthwise_cl still runs (and tests) it. */
+#define PYCONV_DWCL_F32 0
+static void pyconv_dwcl_in_f32(float *restrict T, int64_t tw, const float *restrict x, int64_t cs,
+                               int64_t ws, int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1)
+{
+    enum { VL = PYCONV_VBYTES / 4 };
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t q = 0; q < nc; q++)
+            for (int64_t l = 0; l < VL; l++)
+                T[(r * tw + pw + q) * VL + l] = l < nl ? x[l * cs + (r - ph) * ws + q] : 0;
+}
+
+static void pyconv_dwcl_out_f32(float *restrict y, int64_t cs, int64_t nl, const float *restrict O,
+                                int64_t np)
+{
+    enum { VL = PYCONV_VBYTES / 4 };
+    for (int64_t l = 0; l < nl; l++)
+        for (int64_t p = 0; p < np; p++)
+            y[l * cs + p] = O[p * VL + l];
+}
+#endif
+
+static void pyconv_dwcl_in_f64(double *restrict T, int64_t tw, const double *restrict x, int64_t cs,
+                               int64_t ws, int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1)
+{
+    enum { VL = PYCONV_VBYTES / 8 };
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t q = 0; q < nc; q++)
+            for (int64_t l = 0; l < VL; l++)
+                T[(r * tw + pw + q) * VL + l] = l < nl ? x[l * cs + (r - ph) * ws + q] : 0;
+}
+
+static void pyconv_dwcl_out_f64(double *restrict y, int64_t cs, int64_t nl, const double *restrict O,
+                                int64_t np)
+{
+    enum { VL = PYCONV_VBYTES / 8 };
+    for (int64_t l = 0; l < nl; l++)
+        for (int64_t p = 0; p < np; p++)
+            y[l * cs + p] = O[p * VL + l];
+}
+
 #endif

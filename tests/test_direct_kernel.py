@@ -250,3 +250,74 @@ def test_reads_stay_inside_the_input(kernel_set, dtype, at_end, stride, width):
         y = F.conv2d(x, w, None, stride, padding, 1, 3, algorithm="direct")
         assert_close(y, reference.conv2d(x, w, None, stride, padding, 1, 3), dtype)
     del x
+
+
+# The channels-last depthwise tile (_direct_dwcl: blocks of VL channels, the pads inside
+# a channels-last copy, AVX-512 16 x 16 transposes in and out), which conv2d_direct takes
+# for float32 depthwise layers of at most 16 output columns on AVX-512. Called directly
+# on every kernel set and dtype; channel counts that leave a partial last block (1, 5,
+# 17, 33 against blocks of 2 to 16), planes of 1 to 20 columns (input rows wider than a
+# transpose's 16 columns), kernels 1x1 to 5x5 and 2x3, strides 1-3, pads that the tile
+# clips, dilation, batches. It sums each output as the row tiles do (taps in order,
+# then bias and clamp): bitwise equal to conv2d_direct's row tiles.
+DW_CASES = [
+    # (n, c, h, w, (kh, kw), stride, (ph, pw), dilation)
+    (1, 5, 7, 7, (3, 3), 1, (1, 1), 1),
+    (2, 17, 14, 14, (3, 3), 2, (1, 1), 1),
+    (1, 33, 14, 13, (3, 3), 1, (1, 1), 1),
+    (1, 1, 1, 1, (1, 1), 1, (0, 0), 1),
+    (1, 16, 9, 20, (3, 3), 2, (0, 2), 1),
+    (3, 7, 11, 34, (5, 5), 3, (2, 2), 1),
+    (1, 18, 8, 9, (2, 3), (1, 2), (1, 0), (2, 1)),
+    (1, 9, 12, 12, (3, 3), 1, (2, 2), 2),
+    (1, 20, 5, 3, (3, 3), 1, (2, 1), 1),
+]
+
+
+def _dw_layer(case, dtype, seed=0):
+    n, c, h, w, k, stride, pads, dilation = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c, 1) + k).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    oh = (h + 2 * pads[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * pads[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    return x, wt, b, s, d, (oh, ow)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DW_CASES)
+def test_depthwise_channels_last_tile(kernel_set, case, dtype):
+    x, wt, b, s, d, (oh, ow) = _dw_layer(case, dtype)
+    ph, pw = case[6]
+    c = x.shape[1]
+    args = (s[0], s[1], ph, pw, d[0], d[1])
+    ref = reference.conv2d(x, wt, b, stride=s, padding=(ph, pw), dilation=d, groups=c)
+    y = np.full((x.shape[0], c, oh, ow), np.nan, dtype)
+    kernel_set.conv2d_depthwise_cl(x, wt, b, y, *args, -np.inf, np.inf, 2)
+    assert_close(y, ref)
+    rows = np.empty_like(y)
+    kernel_set.conv2d_direct(x, wt, b, rows, *args, c, -np.inf, np.inf, 2)
+    assert np.array_equal(y, rows)      # the same sums as the row tiles (or the tile itself)
+    clamped = np.empty_like(y)
+    same = same_for_any_threads(lambda t: (kernel_set.conv2d_depthwise_cl(
+        x, wt, b, clamped, *args, 0.0, 0.5, t), clamped.copy())[1])
+    assert_close(same, np.clip(ref, 0.0, 0.5))
+
+
+def test_depthwise_channels_last_tile_is_taken_bitwise(kernel_set):
+    """Through F.conv2d (whichever path the set takes) the depthwise result equals the
+    row tiles' bitwise: the two sum alike."""
+    for case in DW_CASES:
+        x, wt, b, s, d, _ = _dw_layer(case, np.float32, seed=1)
+        c = x.shape[1]
+        y = F.conv2d(x, wt, b, s, case[6], d, c, algorithm="direct")
+        rows = np.empty_like(y)
+        kernel_set.conv2d_direct(x, wt, b, rows, s[0], s[1], case[6][0], case[6][1], d[0], d[1],
+                                 c, -np.inf, np.inf, 1)
+        cl = np.empty_like(y)
+        kernel_set.conv2d_depthwise_cl(x, wt, b, cl, s[0], s[1], case[6][0], case[6][1],
+                                       d[0], d[1], -np.inf, np.inf, 1)
+        assert np.array_equal(y, rows) and np.array_equal(y, cl), case
