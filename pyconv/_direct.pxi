@@ -299,11 +299,12 @@ cdef inline bint _dwcl_fits(Py_ssize_t c_all, Py_ssize_t c_out, Py_ssize_t group
                             Py_ssize_t itemsize, Py_ssize_t vl) noexcept nogil:
     """The layers _direct_dwcl takes (see DWCL_MAX_OW): float32 (itemsize 4) where the
     kernel set has its transposes."""
-    if not PYCONV_DWCL_F32 or itemsize != 4:
+    if not PYCONV_DWCL_F32 or itemsize != 4 or groups != c_all or c_out != c_all:
         return False
     cdef Py_ssize_t th = (oh_n - 1) * sh + (kh - 1) * dh + 1
     cdef Py_ssize_t tw = (ow_n - 1) * sw + (kw - 1) * dw + 1
-    return (groups == c_all and c_out == c_all and ow_n <= DWCL_MAX_OW
+    # each factor bounded before the product (a huge dilation must not overflow it)
+    return (ow_n <= DWCL_MAX_OW and th <= DWCL_MAX_BYTES and tw <= DWCL_MAX_BYTES
             and th * tw * vl * itemsize <= DWCL_MAX_BYTES)
 
 
