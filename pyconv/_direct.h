@@ -29,7 +29,9 @@
  * Row tiles are balanced (9 rows as 5 + 4, not 7 + 2: a tile of few rows is a few
  * lone chains of kh*kw dependent FMAs).
  *
- * Two tiles, both straight-line code for each row count (switch on a constant):
+ * Two row tiles, both straight-line code for each row count (switch on a constant),
+ * and, at the end of this file, a channels-last tile for depthwise layers on small
+ * planes (pyconv_dwcl_*):
  *
  *   3x3, dilation 1, stride 1 (taps at 0, 1, 2) or stride 2 (taps at 0 and 1 of
  *   the even phase, 0 of the odd one) -- every depthwise layer of MobileNet: the

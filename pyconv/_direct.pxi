@@ -10,6 +10,10 @@
 #
 #   conv2d_direct                 def: checks, releases the GIL
 #    '- direct_conv2d             raw C-level entry (also a capsule: c_api_direct)
+#        |- depthwise float32 on AVX-512, at most DWCL_MAX_OW output columns:
+#        |    _direct_dwcl            prange over (image, block of VL channels): the
+#        |                            block channels-last, one channel per lane
+#        |                            (pyconv_dwcl_*, _direct.h; the same sums)
 #        '- prange over work units     unit = (image, group, block of output rows), or
 #             |                        several whole (image, group) planes when they
 #             |                        are small; each output element is owned by one
