@@ -675,12 +675,13 @@ def _conv_transpose_outer(x4, w4, bc, y4, clamp):
 
 # GEMM + col2im holds one GEMM row per input pixel (C_out*kh*kw values): bounded.
 _COL2IM_MAX_BYTES = 64 << 20
+_COL2IM_FEW_OUTPUTS = 16   # C_out below this: col2im for overlapping windows (_col2im_pays)
 
 
 def _col2im_pays(x4, w4, groups, stride, dilation, weight):
     """GEMM + col2im rather than stride phases: for inputs up to twice the weights' size
-    (a generator's early layers, decoders' first up-convolutions) when the windows
-    overlap, and when they do not (kernel <= stride: U-Net's 2x2/2) only for inputs
+    (a generator's early layers, decoders' first up-convolutions), or fewer than
+    _COL2IM_FEW_OUTPUTS output channels (its RGB layer), when the windows overlap, and when they do not (kernel <= stride: U-Net's 2x2/2) only for inputs
     up to the weights' size and weights that are gathered per call (writable). The
     phases gather and transpose every weight per call unless ``weight`` is read-only
     (a 512 x 256 x 4 x 4 layer: 8 MiB read four times) and, on small inputs, run GEMMs
@@ -703,7 +704,14 @@ def _col2im_pays(x4, w4, groups, stride, dilation, weight):
         return False
     if all((k - 1) * d + 1 <= s for k, d, s in zip((kh, kw), dilation, stride)):
         return x4.size <= w4.size and not (weight is not None and _frozen(weight))
-    return x4.size <= 2 * w4.size
+    # Overlapping windows with few output channels (a generator's RGB layer): the
+    # phases are GEMMs of under _COL2IM_FEW_OUTPUTS rows (or the direct kernel), one
+    # pass each, while col2im's single GEMM is C_out*kh*kw rows wide -- col2im pays at
+    # any input size. benchmarks/paths.py transposed (Zen 4, 2 threads, phases / col2im
+    # time, writable | read-only): DCGAN's 64 -> 3 4x4/2 @32 b8 2.01 | 1.61, 64 -> 8
+    # 1.55 | 1.53, 128 -> 1 @32 2.56 | 2.12, 128 -> 3 @16 b8 2.17, 32 -> 3 @64 b2 1.63;
+    # 16 outputs 1.02-1.83, 32 outputs 0.94.
+    return x4.size <= 2 * w4.size or w4.shape[1] < _COL2IM_FEW_OUTPUTS
 
 
 def _conv_transpose_col2im(x4, w4, bc, y4, stride, pads, dilation, clamp, weight=None):

@@ -140,7 +140,9 @@ def test_col2im_path(rng, monkeypatch, dtype, n, c_in, size, c_out, k, stride, p
 
 @pytest.mark.parametrize("n, c_in, size, c_out, k, stride, dilation, col2im", [
     (8, 40, (4, 4), 9, (4, 4), 2, 1, (True, True)),         # overlapping, x <= 2 w
-    (8, 40, (7, 7), 9, (4, 4), 2, 1, (False, False)),       # overlapping, x > 2 w
+    (8, 40, (9, 9), 17, (4, 4), 2, 1, (False, False)),      # overlapping, x > 2 w
+    (8, 40, (7, 7), 9, (4, 4), 2, 1, (True, True)),         # ... but few output channels
+    (2, 40, (12, 12), 3, (4, 4), 2, 1, (True, True)),       # a generator's RGB layer
     (1, 64, (7, 7), 16, (2, 2), 2, 1, (True, False)),       # apart, x <= w: not read-only
     (1, 64, (9, 9), 16, (2, 2), 2, 1, (False, False)),      # apart, w < x <= 2 w
     (2, 32, (9, 11), 8, (2, 3), (4, 5), (2, 2), (False, False)),  # apart by dilation
