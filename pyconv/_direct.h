@@ -510,47 +510,32 @@ static void pyconv_dwcl_out_f32(float *restrict y, int64_t cs, int64_t nl, const
             _mm512_mask_storeu_ps(y + l * cs + p0, m, v[l]);
     }
 }
-#else
+#endif
+
+/* The plain copies, for a scalar S and VL lanes: float32 off AVX-512, and float64. */
+#define PYCONV_DWCL_COPIES(IN, OUT, S, VL_)                                        \
+    static void IN(S *restrict T, int64_t tw, const S *restrict x, int64_t cs, int64_t ws, \
+                   int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1) \
+    {                                                                              \
+        enum { VL = VL_ };                                                         \
+        for (int64_t r = r0; r < r1; r++)                                          \
+            for (int64_t q = 0; q < nc; q++)                                       \
+                for (int64_t l = 0; l < VL; l++)                                   \
+                    T[(r * tw + pw + q) * VL + l] = l < nl ? x[l * cs + (r - ph) * ws + q] : 0; \
+    }                                                                              \
+    static void OUT(S *restrict y, int64_t cs, int64_t nl, const S *restrict O, int64_t np) \
+    {                                                                              \
+        enum { VL = VL_ };                                                         \
+        for (int64_t l = 0; l < nl; l++)                                           \
+            for (int64_t p = 0; p < np; p++)                                       \
+                y[l * cs + p] = O[p * VL + l];                                     \
+    }
+#if !defined(__AVX512F__)
 /* Not taken by direct_conv2d here: with these plain copies it ran 1.2-1.9x the row
  * tiles' time on AVX2 (Zen 4); conv2d_depthwise_cl still runs (and tests) it. */
 #define PYCONV_DWCL_F32 0
-static void pyconv_dwcl_in_f32(float *restrict T, int64_t tw, const float *restrict x, int64_t cs,
-                               int64_t ws, int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1)
-{
-    enum { VL = PYCONV_VBYTES / 4 };
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t q = 0; q < nc; q++)
-            for (int64_t l = 0; l < VL; l++)
-                T[(r * tw + pw + q) * VL + l] = l < nl ? x[l * cs + (r - ph) * ws + q] : 0;
-}
-
-static void pyconv_dwcl_out_f32(float *restrict y, int64_t cs, int64_t nl, const float *restrict O,
-                                int64_t np)
-{
-    enum { VL = PYCONV_VBYTES / 4 };
-    for (int64_t l = 0; l < nl; l++)
-        for (int64_t p = 0; p < np; p++)
-            y[l * cs + p] = O[p * VL + l];
-}
+PYCONV_DWCL_COPIES(pyconv_dwcl_in_f32, pyconv_dwcl_out_f32, float, PYCONV_VBYTES / 4)
 #endif
-
-static void pyconv_dwcl_in_f64(double *restrict T, int64_t tw, const double *restrict x, int64_t cs,
-                               int64_t ws, int64_t nl, int64_t nc, int64_t ph, int64_t pw, int64_t r0, int64_t r1)
-{
-    enum { VL = PYCONV_VBYTES / 8 };
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t q = 0; q < nc; q++)
-            for (int64_t l = 0; l < VL; l++)
-                T[(r * tw + pw + q) * VL + l] = l < nl ? x[l * cs + (r - ph) * ws + q] : 0;
-}
-
-static void pyconv_dwcl_out_f64(double *restrict y, int64_t cs, int64_t nl, const double *restrict O,
-                                int64_t np)
-{
-    enum { VL = PYCONV_VBYTES / 8 };
-    for (int64_t l = 0; l < nl; l++)
-        for (int64_t p = 0; p < np; p++)
-            y[l * cs + p] = O[p * VL + l];
-}
+PYCONV_DWCL_COPIES(pyconv_dwcl_in_f64, pyconv_dwcl_out_f64, double, PYCONV_VBYTES / 8)
 
 #endif

@@ -213,7 +213,8 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
     for k in range(kc):
         dst = bp + k * ldb
         off = v * dw - pw  # output column ow reads input column ow*sw + off
-        tap_range(off, sw, ow_n, wd, &fa, &fe)  # a whole output row's columns that read real input
+        if sw != 2:   # a whole output row's columns that read real input (gather2z finds its own)
+            tap_range(off, sw, ow_n, wd, &fa, &fe)
         q = 0
         oh = p0 // ow_n
         ow = p0 % ow_n

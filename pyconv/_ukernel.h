@@ -574,34 +574,10 @@ static inline void pyconv_tail_f64(int64_t kc, const double *A, int64_t lda, con
     }                                                                              \
     for (; t < n; t++) dst[t] = src[2 * t];
 
-#if defined(__AVX512F__)
-/* AVX-512 float32: the last 1..16 columns by masked loads and a masked store, not the
- * scalar loop -- a stride-2 3x3 layer's runs are an output row, 14 or 7 columns at
- * 28x28 -> 14x14 or 14x14 -> 7x7: all of them went through it (packing took 15 % of
- * a 256-channel 3x3/2 layer at 28x28 on one core). benchmarks/ab.py --set avx512
- * (Intel, 1 and 2 threads): 3x3/2 256@28 0.965-0.973 the time, 512@14 0.98-0.99,
- * 128@56 0.98, the 7x7/2 stem 0.97-0.98. */
-static inline void pyconv_gather2_f32(float *restrict dst, const float *restrict src, int64_t n)
-{
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    int64_t t = 0;
-    for (; t + 16 < n; t += 16)
-        _mm512_storeu_ps(dst + t, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * t), even,
-                                                         _mm512_loadu_ps(src + 2 * t + 16)));
-    int64_t r = n - t;          /* 0..16 columns left, src[2t .. 2t + 2r - 2] to read */
-    if (r > 0) {
-        int64_t a = 2 * r - 1 < 16 ? 2 * r - 1 : 16, b = 2 * r - 1 - a;
-        __m512 lo = _mm512_maskz_loadu_ps((__mmask16)((1u << a) - 1), src + 2 * t);
-        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)((1u << b) - 1), src + 2 * t + 16);
-        _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << r) - 1), _mm512_permutex2var_ps(lo, even, hi));
-    }
-}
-#else
 static inline void pyconv_gather2_f32(float *restrict dst, const float *restrict src, int64_t n)
 {
     PYCONV_GATHER2(pyconv_vf, pyconv_vfu, pyconv_vfi, PYCONV_EVEN_F)
 }
-#endif
 
 static inline void pyconv_gather2_f64(double *restrict dst, const double *restrict src, int64_t n)
 {
@@ -616,7 +592,8 @@ static inline void pyconv_gather2_f64(double *restrict dst, const double *restri
  * output column ow and tap column v). A 3x3/2 layer's runs are an output row, 7 or 14
  * columns, one per tap and row: in pieces -- a memset call for a padded first column,
  * the in-range columns, another for the last -- the calls cost more than the copy
- * (_igemm_folded's packing took 27 % of a 3x3/2 256@28 b8 layer on one core, Zen 4). */
+ * (perf, one core, Zen 4: _igemm_folded's packing 19 % of a 3x3/2 256@28 b8 layer's samples,
+ * the micro-kernel 53 %). */
 #define PYCONV_GATHER2Z(GATHER2)                                                   \
     int64_t a = i0 < 0 ? (1 - i0) / 2 : 0;      /* first t that reads the row */    \
     int64_t e = wd > i0 ? (wd - i0 + 1) / 2 : 0;  /* first t past its end */        \
@@ -638,7 +615,7 @@ static inline void pyconv_gather2z_f32(float *restrict dst, const float *restric
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     int64_t t = 0;
-    if (i0 >= 0)    /* whole steps inside the row: plain loads, as pyconv_gather2_f32 */
+    if (i0 >= 0)    /* whole steps inside the row: plain loads */
         for (; t + 16 <= n && i0 + 2 * t + 32 <= wd; t += 16)
             _mm512_storeu_ps(dst + t, _mm512_permutex2var_ps(_mm512_loadu_ps(row + i0 + 2 * t), even,
                                                              _mm512_loadu_ps(row + i0 + 2 * t + 16)));
