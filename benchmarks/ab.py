@@ -8,6 +8,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
     python benchmarks/ab.py --base HEAD --kernel avgpool      # pyconv._pool's average pooling
     python benchmarks/ab.py --set avx512 --against avx2    # two built kernel sets, no base build
+    python benchmarks/ab.py --base 7c9c309 --set avx512 --kernel direct   # depthwise layers
 
 Why: on a shared VM two processes of the same build differ by up to 30 % (a vCPU that
 runs slower for seconds, frequency drift), far more than most kernel changes. Within one
@@ -24,6 +25,8 @@ into two halves, say); their outputs may differ in the last bits (other tile sha
 Output per shape (or model): both medians and new / base time (< 1: the working tree is
 faster).
 Only a raw kernel entry is timed (no Python checks, no algorithm choice): ``conv2d_igemm``,
+with ``--kernel direct`` ``conv2d_direct`` on depthwise shapes (O = C, groups = C; preset
+``depthwise``, MobileNetV2's),
 or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
 transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed).
 ``--kernel avgpool`` compares ``pyconv._pool`` instead (one module for every CPU, built
@@ -58,6 +61,10 @@ PRESETS = {
                  "1x512x14:512k3s2p1", "1x2048x7:512k1", "1x512x7:2048k1", "1x512x7:512k3p1",
                  "8x256x14:256k3p1", "8x512x28:256k1"],
     "vgg16": ["1x3x224:64k3p1", "1x256x56:256k3p1", "1x512x28:512k3p1", "1x512x14:512k3p1"],
+    # --kernel direct: MobileNetV2's depthwise 3x3 layers (7 to 112 columns)
+    "depthwise": ["1x576x14:576k3s2p1", "1x960x7:960k3p1", "8x960x7:960k3p1", "1x384x14:384k3p1",
+                  "1x576x14:576k3p1", "1x192x28:192k3s2p1", "1x192x28:192k3p1",
+                  "1x144x56:144k3s2p1", "1x32x112:32k3p1"],
     # --kernel avgpool: Inception-v3's 3x3/1 pools, a 2x2/2 and a 3x3/2 one, a 7x7 global
     "pooling": ["1x768x17:k3s1p1", "1x192x35:k3s1p1", "1x64x112:k2s2", "1x64x56:k3s2p1",
                 "1x2048x7:k7s1"],
@@ -125,6 +132,13 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
         args = (s, s, p, p, 1, 1, 1, -np.inf, np.inf, threads)
         calls = [lambda: base.conv2d_igemm(x, w, b, y0, *args),
                  lambda: new.conv2d_igemm(x, w, b, y1, *args)]
+    elif kernel == "direct":   # depthwise: one input channel per output channel
+        if o != c:
+            sys.exit(f"--kernel direct: depthwise shapes only (O = C), got {shape}")
+        w = np.ascontiguousarray(w[:, :1])
+        args = (s, s, p, p, 1, 1, c, -np.inf, np.inf, threads)
+        calls = [lambda: base.conv2d_direct(x, w, b, y0, *args),
+                 lambda: new.conv2d_direct(x, w, b, y1, *args)]
     else:
         m = 4 if kernel == "winograd" else 2
         # Each build transforms its own filter: the layout of U is the kernel set's own.
@@ -232,7 +246,8 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="+",
                     help="NxCxH:OkK[sS][pP] shapes (--kernel avgpool: NxCxH:kK[sS][pP]) or "
                          "presets: " + ", ".join(PRESETS) + " (default resnet50; avgpool: pooling)")
-    ap.add_argument("--kernel", default="gemm", choices=["gemm", "winograd", "winograd2x2", "avgpool"],
+    ap.add_argument("--kernel", default="gemm",
+                    choices=["gemm", "direct", "winograd", "winograd2x2", "avgpool"],
                     help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
                          "avgpool: pyconv._pool, pool shapes, default preset pooling)")
     ap.add_argument("--threads", type=int, default=2)
@@ -249,8 +264,9 @@ def main(argv=None):
     if opts.kernel == "avgpool":
         return main_pool(opts)
     new = importlib.import_module(f"pyconv._kernels_{opts.set}")
-    shapes = [s for name in opts.shapes or ["resnet50"] for s in PRESETS.get(name, [name])]
-    if opts.kernel != "gemm":
+    default = ["depthwise" if opts.kernel == "direct" else "resnet50"]
+    shapes = [s for name in opts.shapes or default for s in PRESETS.get(name, [name])]
+    if opts.kernel in ("winograd", "winograd2x2"):
         shapes = [s for s in shapes if parse_shape(s)[4:6] == (3, 1)] or sys.exit(
             f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes or ['resnet50']}")
     rng = np.random.default_rng(0)

@@ -6,6 +6,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     python benchmarks/paths.py maxpool                         # kernel set's vs general
     python benchmarks/paths.py maxpool --shapes 1x480x28:k3s2c 8x64x112:k3s2p1
     python benchmarks/paths.py join                            # ONNX Conv + Add: 2 steps vs 1
+    PYCONV_KERNELS=avx2 python benchmarks/paths.py depthwise   # row tiles vs channels-last tile
 
 Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 
@@ -18,6 +19,10 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
   NxCxH:kKsS[pP][c] (c: ceil mode). ``--against SET``: A is that kernel set's
   _maxpool.pxi instead (e.g. ``--against avx2`` on an AVX-512 machine), "bitwise" when
   both give the same output.
+* ``depthwise``: a depthwise layer by the kernel set's ``conv2d_direct`` (A: what it takes --
+  the row tiles, or the channels-last tile where _direct.pxi's DWCL rule holds) or by
+  ``conv2d_depthwise_cl`` (B: the channels-last tile, on any set), raw kernel entries;
+  "bitwise" when both give the same output. Shapes NxCxH:kKsS[pP] (C channels).
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
@@ -52,6 +57,9 @@ PRESETS = {
                    "1x128x196:64k2s2", "8x512x14:256k2s2", "2x64x96:64k2s2"],
     # VGG's 2x2/2, ResNet's stem, GoogLeNet's ceil-mode 3x3/2
     "join": ["resnet50:1", "resnet50:8"],
+    # MobileNetV2's depthwise 3x3 layers: 7, 14 and 28 output columns
+    "depthwise": ["1x576x14:k3s2p1", "1x960x7:k3s1p1", "1x384x14:k3s1p1", "1x192x28:k3s2p1",
+                  "1x192x28:k3s1p1", "1x144x56:k3s2p1"],
     "maxpool": ["1x64x224:k2s2", "1x128x112:k2s2", "1x512x28:k2s2", "1x512x14:k2s2",
                 "1x64x112:k3s2p1", "1x192x56:k3s2c", "1x480x28:k3s2c"],
 }
@@ -100,6 +108,25 @@ def maxpool_pair(shape, threads, rng, against=None):
     same = np.array_equal(y, y_other)
     return (lambda: other.max_pool2d_fast(x, y_other, k, k, s, s, p, p, threads), kernel_set,
             "bitwise" if same else "OUTPUTS DIFFER")
+
+
+def depthwise_pair(shape, threads, rng):
+    m = POOL.match(shape)
+    if not m or m.group(7):
+        raise SystemExit(f"bad shape {shape!r}: want NxCxH:kKsS[pP]")
+    n, c, h, k, s, p = (int(g) if g else None for g in m.groups()[:6])
+    s, p = s or 1, p or 0
+    out = (h + 2 * p - k) // s + 1
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = rng.standard_normal((c, 1, k, k), dtype=np.float32)
+    b = rng.standard_normal(c, dtype=np.float32)
+    ya, yb = (np.empty((n, c, out, out), np.float32) for _ in range(2))
+    kernels = _dispatch.kernels
+    a = lambda: kernels.conv2d_direct(x, w, b, ya, s, s, p, p, 1, 1, c, -np.inf, np.inf, threads)
+    b_ = lambda: kernels.conv2d_depthwise_cl(x, w, b, yb, s, s, p, p, 1, 1, -np.inf, np.inf, threads)
+    a()
+    b_()
+    return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
 
 
 def join_pair(shape, rng):
@@ -151,7 +178,7 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
-             "join": ("two steps", "joined")}[args.pair]
+             "join": ("two steps", "joined"), "depthwise": ("direct", "channels-last")}[args.pair]
     if args.pair == "maxpool" and args.against:
         names = (args.against, _dispatch.name)
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
@@ -162,6 +189,8 @@ def main():
                 a, b, extra = transposed_pair(shape, args.read_only, rng)
             elif args.pair == "join":
                 a, b, extra = join_pair(shape, rng)
+            elif args.pair == "depthwise":
+                a, b, extra = depthwise_pair(shape, args.threads, rng)
             else:
                 a, b, extra = maxpool_pair(shape, args.threads, rng, args.against)
             ta, tb, ratio, pairs = alternate(a, b, args.budget)

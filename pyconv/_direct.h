@@ -447,8 +447,8 @@ static void pyconv_dwcl_f64(const double *restrict T, int64_t tw, const double *
  *
  * On AVX-512 (float32) both go through 16 x 16 in-register transposes: 16 rows of a
  * channel in, 16 channel vectors out (one per column), or back -- the scalar copy,
- * one store per value 64 bytes apart, took most of a 7x7 layer's time (0.88 of the row
- * tiles' time at 576@14/2, 0.69 at 960@7; with the transposes 0.53 and 0.48). Elsewhere,
+ * one store per value 64 bytes apart, took most of a 7x7 layer's time (perf: the input
+ * copy is still 48 % of 576@14/2 with the transposes). Elsewhere,
  * plain loops, and direct_conv2d keeps the row tiles (PYCONV_DWCL_F32 = 0). */
 #if defined(__AVX512F__)
 #define PYCONV_DWCL_F32 1   /* direct_conv2d takes the channels-last tile (float32) */
@@ -531,8 +531,9 @@ static void pyconv_dwcl_out_f32(float *restrict y, int64_t cs, int64_t nl, const
                 y[l * cs + p] = O[p * VL + l];                                     \
     }
 #if !defined(__AVX512F__)
-/* Not taken by direct_conv2d here: with these plain copies it ran 1.2-1.9x the row
- * tiles' time on AVX2 (Zen 4); conv2d_depthwise_cl still runs (and tests) it. */
+/* Not taken by direct_conv2d here: with these plain copies it ran 1.1-2.0x the row
+ * tiles' time on AVX2 (Zen 4, PYCONV_KERNELS=avx2 benchmarks/paths.py depthwise);
+ * conv2d_depthwise_cl still runs (and tests) it. */
 #define PYCONV_DWCL_F32 0
 PYCONV_DWCL_COPIES(pyconv_dwcl_in_f32, pyconv_dwcl_out_f32, float, PYCONV_VBYTES / 4)
 #endif

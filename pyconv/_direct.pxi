@@ -222,10 +222,12 @@ cdef void _direct_rows(const floating* xg, const floating* wg, const floating* b
 
 # Depthwise layers (one channel per group, as many outputs) in float32 on AVX-512, on
 # planes of at most DWCL_MAX_OW output columns, take the channels-last tile, VL channels
-# at a time (_direct_dwcl), when the block's padded input fits DWCL_MAX_BYTES. In-process
-# A/B against the row tiles (raw conv2d_direct, 2 threads, Zen 4; the same bits):
-# 576@14/2 (7 columns) 0.53 the time, 960@7 0.48, 8 x 960@7 0.54, 384@14 and 576@14
-# 0.76, 192@28/2 0.94; 28 columns (192@28, 144@56/2) 0.98-1.16: the row tiles keep those.
+# at a time (_direct_dwcl), when the block's padded input fits DWCL_MAX_BYTES. Against
+# the row tiles (benchmarks/ab.py --base 7c9c309 --set avx512 --kernel direct, 2 threads,
+# Zen 4; the same bits): 576@14/2 (7 columns) 0.54 the time, 960@7 0.57, 8 x 960@7 0.49,
+# 384@14 0.77, 576@14 0.84. At 28 columns and more the row tiles keep them
+# (benchmarks/paths.py depthwise, channels-last / row tiles: 192@28 0.92, 144@56/2 1.03,
+# 32@112 1.30).
 cdef enum:
     DWCL_MAX_OW = 16
     DWCL_MAX_BYTES = 256 * 1024
