@@ -7,6 +7,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     python benchmarks/paths.py maxpool --shapes 1x480x28:k3s2c 8x64x112:k3s2p1
     python benchmarks/paths.py join                            # ONNX Conv + Add: 2 steps vs 1
     PYCONV_KERNELS=avx2 python benchmarks/paths.py depthwise   # row tiles vs channels-last tile
+    python benchmarks/paths.py layout --float64                # GEMM's packed B: rows vs tile-major
 
 Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 
@@ -23,6 +24,10 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
   the row tiles, or the channels-last tile where _direct.pxi's DWCL rule holds) or by
   ``conv2d_depthwise_cl`` (B: the channels-last tile, on any set), raw kernel entries;
   "bitwise" when both give the same output. Shapes NxCxH:kKsS[pP] (C channels).
+* ``layout``: a 1x1 stride-1 correlation by the kernel set's ``conv2d_igemm`` with its
+  packed B in rows of the pixel block (A) or tile-major (B), forced with
+  ``set_b_layout`` (_igemm.pxi's _tiled_b); "bitwise" when both give the same output.
+  Shapes NxCxH:OkK as for ab.py (1x1 only), ``--float64`` for double precision.
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
@@ -60,6 +65,10 @@ PRESETS = {
     # MobileNetV2's depthwise 3x3 layers: 7, 14 and 28 output columns
     "depthwise": ["1x576x14:k3s2p1", "1x960x7:k3s1p1", "1x384x14:k3s1p1", "1x192x28:k3s2p1",
                   "1x192x28:k3s1p1", "1x144x56:k3s2p1"],
+    # ResNet-50's 1x1 layers (b1, b8) and MobileNetV2's 64 -> 64 edge case
+    "layout": ["1x256x56:128k1", "1x512x28:256k1", "1x128x28:512k1", "1x1024x14:256k1",
+               "1x2048x7:512k1", "8x2048x7:512k1", "8x512x28:128k1", "8x64x56:64k1",
+               "1x256x56:64k1"],
     "maxpool": ["1x64x224:k2s2", "1x128x112:k2s2", "1x512x28:k2s2", "1x512x14:k2s2",
                 "1x64x112:k3s2p1", "1x192x56:k3s2c", "1x480x28:k3s2c"],
 }
@@ -129,6 +138,30 @@ def depthwise_pair(shape, threads, rng):
     return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
 
 
+def layout_pair(shape, threads, rng, dtype):
+    m = CONV.match(shape)
+    if not m or m.group(5) != "1" or m.group(6) not in (None, "1") or m.group(7) not in (None, "0"):
+        raise SystemExit(f"bad shape {shape!r}: want NxCxH:Ok1 (1x1, stride 1, no padding)")
+    n, c, h, o = (int(g) for g in m.groups()[:4])
+    x = rng.standard_normal((n, c, h, h)).astype(dtype)
+    w = (rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    ya, yb = (np.empty((n, o, h, h), dtype) for _ in range(2))
+    kernels = _dispatch.kernels
+
+    def run(layout, y):
+        previous = kernels.set_b_layout(layout)
+        try:
+            kernels.conv2d_igemm(x, w, b, y, 1, 1, 0, 0, 1, 1, 1, -np.inf, np.inf, threads)
+        finally:
+            kernels.set_b_layout(previous)
+
+    a, b_ = lambda: run(2, ya), lambda: run(1, yb)
+    a()
+    b_()
+    return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
+
+
 def join_pair(shape, rng):
     import bench_models
     import pyconv.onnx as ponnx
@@ -173,12 +206,14 @@ def main():
     parser.add_argument("--read-only", action="store_true", help="transposed: read-only weights")
     parser.add_argument("--against", choices=("generic", "avx2", "avx512"),
                         help="maxpool: compare with this kernel set's kernel, not the general one")
+    parser.add_argument("--float64", action="store_true", help="layout: double precision")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per shape")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
-             "join": ("two steps", "joined"), "depthwise": ("direct", "channels-last")}[args.pair]
+             "join": ("two steps", "joined"), "depthwise": ("direct", "channels-last"),
+             "layout": ("rows", "tile-major")}[args.pair]
     if args.pair == "maxpool" and args.against:
         names = (args.against, _dispatch.name)
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
@@ -191,6 +226,9 @@ def main():
                 a, b, extra = join_pair(shape, rng)
             elif args.pair == "depthwise":
                 a, b, extra = depthwise_pair(shape, args.threads, rng)
+            elif args.pair == "layout":
+                a, b, extra = layout_pair(shape, args.threads, rng,
+                                          np.float64 if args.float64 else np.float32)
             else:
                 a, b, extra = maxpool_pair(shape, args.threads, rng, args.against)
             ta, tb, ratio, pairs = alternate(a, b, args.budget)

@@ -18,6 +18,8 @@
 #                                    from input row segments (zeros for padding) into
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
+#                                    (in rows of the block; tile-major for AVX2's 1x1
+#                                    layers, _tiled_b)
 #              for each M block of MC_ROWS channels (MC_ROWS / MR panels; their
 #                                    weights, read in place, 32 KiB, stay in L1/L2; a
 #                                    large filter's next panel is prefetched into L2):
@@ -109,6 +111,7 @@ cdef enum:
     # at b1: 256 -> 1024 @14 0.89-0.91 the time, 512 -> 2048 @7 0.89-0.90, 2048 -> 512
     # @7 0.91-0.98, 1024 -> 256 @14 0.99-1.00; 3x3/2 512@14 0.92.
     PREFETCH_MIN_BYTES = 1 << 19
+    ROW_B_MAX_K = 128   # taps up to which B stays in rows of the block (_tiled_b)
 
 
 cdef extern from "_workspace.h" nogil:
@@ -178,40 +181,127 @@ cdef inline Py_ssize_t _nr(floating dummy) noexcept nogil:
         return PYCONV_NR_F64
 
 
-cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
-                  Py_ssize_t k0, Py_ssize_t kc, Py_ssize_t p0, Py_ssize_t np_, Py_ssize_t nr,
+cdef inline bint _tiled_b(floating dummy, bint plain_1x1, Py_ssize_t k_n) noexcept nogil:
+    """Whether B is packed tile-major (_pack_b) rather than in rows of the block: for
+    1x1 stride-1 unpadded layers (their packing is a copy) of more than ROW_B_MAX_K
+    input channels, on the AVX2 set. There a row-layout tile's KC rows of 96 bytes
+    spread over KC line pairs, 32 KiB of L1 for 24 KiB of data, that the A panels
+    evict before the next panel reuses them; a tile-major one is a contiguous 24 KiB.
+    In-process A/B (Zen 3, 2 threads, set_b_layout, tile-major / rows time), float32:
+    512 -> 256 @28 0.93, 256 -> 128 @56 0.95, 128 -> 512 @28 0.97, 2048 -> 512 @7 b8
+    0.96, 7x7 b1 1.00-1.02; but 64 -> 64 @56 b8 1.11 (64 taps: both layouts fit L1,
+    and a tile-row copy costs more than memcpy's long rows); float64 0.96-0.98. Not
+    for other layers: their rows are built from input row segments, and copying them
+    on into tiles cost what the micro-kernel saved (3x3: float32 0.99-1.01, float64
+    1.01-1.03). Not on the SSE2 set (1.00-1.02), nor on AVX-512, whose 48-float rows
+    are 3 whole lines (not measured against it: no AVX-512 machine in that session)."""
+    if _b_layout != 0:
+        return plain_1x1 and _b_layout == 1
+    return PYCONV_VBYTES == 32 and plain_1x1 and k_n > ROW_B_MAX_K
+
+
+cdef int _b_layout = 0   # _tiled_b's override: 0 its rule, 1 tile-major (plain 1x1), 2 rows
+
+
+def set_b_layout(int layout):
+    """For tests and benchmarks: the GEMM's packed-B layout for 1x1 stride-1 unpadded
+    layers -- 0 = by _tiled_b's rule, 1 = tile-major, 2 = rows (both give bitwise the
+    same results); returns the previous setting. Not for use while a call runs."""
+    global _b_layout
+    if layout not in (0, 1, 2):
+        raise ValueError(f"set_b_layout: layout must be 0, 1 or 2, got {layout}")
+    previous = _b_layout
+    _b_layout = layout
+    return previous
+
+
+cdef inline Py_ssize_t _tile_stride(floating dummy) noexcept nogil:
+    """From one tile-major B tile (KC x NR, _pack_b) to the next: KC*NR and one more
+    line, so that the tiles' rows k do not all fall in one L1 set -- _pack_b writes row
+    k of every tile in turn, and KC*NR floats are whole pages (AVX2: 24 KiB, 6 pages)."""
+    return KC * _nr(<floating>0) + 64 // sizeof(floating)
+
+
+cdef inline Py_ssize_t _packed_size(floating dummy, Py_ssize_t ldb, bint tiled) noexcept nogil:
+    """Elements of a packed block of up to ldb columns (_pack_b), tile-major or in rows
+    of ldb: the start of a per-thread packing buffer, then the tail kernel's
+    transposed columns (KC x vl)."""
+    cdef Py_ssize_t nr = _nr(<floating>0)
+    return (ldb + nr - 1) // nr * _tile_stride(<floating>0) if tiled else KC * ldb
+
+
+cdef inline void _put_run(floating* bp, Py_ssize_t k, Py_ssize_t q, Py_ssize_t n,
+                          const floating* src) noexcept nogil:
+    """Tile-major packed columns [q, q + n) of tap row k = src[0:n] (src NULL: zeros).
+    Column q lies in tile q // NR, lane q % NR; a run goes on in the next tile's row k.
+    From lane 0 a whole tile's row is a constant-size copy (AVX2: three vector moves)."""
+    cdef Py_ssize_t nr = _nr(<floating>0)   # constants: the divisions are shifts and
+    cdef Py_ssize_t ts = _tile_stride(<floating>0)   # the copies unrolled
+    cdef Py_ssize_t lane = q % nr, m, t
+    cdef floating* d = bp + (q // nr) * ts + k * nr + lane
+    while n > 0:
+        m = nr - lane
+        if m > n:
+            m = n
+        if src == NULL:
+            for t in range(m):
+                d[t] = 0
+        elif m == nr:
+            for t in range(nr):
+                d[t] = src[t]
+        else:
+            for t in range(m):
+                d[t] = src[t]
+        if src != NULL:
+            src = src + m
+        d = d + m + ts - nr   # the next tile's row k, from its lane 0
+        lane = 0
+        n = n - m
+
+
+cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb, Py_ssize_t qb,
+                  Py_ssize_t k0, Py_ssize_t kc, Py_ssize_t p0, Py_ssize_t np_,
                   Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ow_n, Py_ssize_t kh, Py_ssize_t kw,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-                  Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    """bp[k*ldb + q] = X_col[k0 + k, p0 + q]: im2col rows for taps [k0, k0 + kc) and
-    pixels [p0, p0 + np_), zeros up to the next multiple of nr.
+                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pad_to) noexcept nogil:
+    """bp[k*ldb + qb + q] = X_col[k0 + k, p0 + q]: im2col rows for taps [k0, k0 + kc) and
+    pixels [p0, p0 + np_), zeros on up to packed column pad_to. ldb == 0 (1x1 stride-1
+    unpadded layers only, _tiled_b): tile-major instead, [tile][k][NR] with a line
+    after each tile (_tile_stride), each micro-kernel B tile one contiguous panel.
 
     x: one image's channels of one group (c, h, wd). The pixels of the block split
     into runs that stay within one output row; each run of each tap is one (strided)
     copy of an input row segment -- a single memcpy for stride 1 -- with zeros where
     the tap reads padding.
     """
-    cdef Py_ssize_t np_pad = (np_ + nr - 1) // nr * nr
     cdef Py_ssize_t k, c, u, v, q, oh, ow, ln, ih, off, a, e, t, fa, fe
-    cdef floating* dst
+    cdef Py_ssize_t n_out = np_ if pad_to <= qb + np_ else pad_to - qb
+    cdef floating* row
     cdef floating* d
     cdef const floating* src
-    if (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and ow_n == wd
-            and p0 + np_ <= h * wd):
+    if ldb == 0 or (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                    and ow_n == wd and p0 + np_ <= h * wd):
         # 1x1, stride 1, no padding (none after the input either -- a transposed
         # convolution's phases may have output rows past it): X_col is x itself, a
-        # block is one contiguous segment per channel (a 14x14 layer's row-by-row
-        # copies of 56 bytes each cost memmove's overhead per row).
+        # block is one contiguous segment per channel, one memcpy (a 14x14 layer's
+        # row-by-row copies of 56 bytes each cost memmove's overhead per row) -- or,
+        # tile-major, NR values at a time.
         for k in range(kc):
-            memcpy(bp + k * ldb, x + (k0 + k) * h * wd + p0, np_ * sizeof(floating))
-            if np_pad > np_:
-                memset(bp + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
+            src = x + (k0 + k) * h * wd + p0
+            if ldb > 0:
+                memcpy(bp + k * ldb + qb, src, np_ * sizeof(floating))
+                if n_out > np_:
+                    memset(bp + k * ldb + qb + np_, 0, (n_out - np_) * sizeof(floating))
+            else:
+                _put_run(bp, k, qb, np_, src)
+                if n_out > np_:
+                    _put_run(bp, k, qb + np_, n_out - np_, NULL)
         return
     c = k0 // (kh * kw)
     u = (k0 // kw) % kh
     v = k0 % kw
     for k in range(kc):
-        dst = bp + k * ldb
+        row = bp + k * ldb + qb
         off = v * dw - pw  # output column ow reads input column ow*sw + off
         if sw != 2:   # a whole output row's columns that read real input (gather2z finds its own)
             tap_range(off, sw, ow_n, wd, &fa, &fe)
@@ -222,7 +312,7 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
             ln = ow_n - ow
             if ln > np_ - q:
                 ln = np_ - q
-            d = dst + q
+            d = row + q
             ih = oh * sh - ph + u * dh
             if ih < 0 or ih >= h:
                 memset(d, 0, ln * sizeof(floating))
@@ -249,8 +339,8 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb,
             q = q + ln
             oh = oh + 1
             ow = 0
-        if np_pad > np_:
-            memset(dst + np_, 0, (np_pad - np_) * sizeof(floating))
+        if n_out > np_:
+            memset(row + np_, 0, (n_out - np_) * sizeof(floating))
         v = v + 1
         if v == kw:
             v = 0
@@ -296,8 +386,8 @@ cdef inline void _ukr_tail(Py_ssize_t kc, const floating* a, Py_ssize_t lda, con
         pyconv_tail_f64(kc, a, lda, bt, KC, c, ldc, accumulate, bias, lo, hi, mr, nt)
 
 
-cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                       const floating* bt, floating* c, Py_ssize_t ldc,
+cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ts,
+                       Py_ssize_t ldb, const floating* bt, floating* c, Py_ssize_t ldc,
                        Py_ssize_t mp0, Py_ssize_t mp1, Py_ssize_t m_n, Py_ssize_t kc,
                        Py_ssize_t np_, int has_tail, int accumulate, const floating* bias,
                        floating lo, floating hi, int prefetch) noexcept nogil:
@@ -306,7 +396,8 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
     np_ pixels j of the block.
 
     a: the group's weights at the K block's first tap (rows lda apart); b: the packed
-    block (_pack_b); bt: its last tile transposed where has_tail (_transpose_tail);
+    block (_pack_b: tile j at b + j*ts, its rows ldb apart); bt: its last tile
+    transposed where has_tail (_transpose_tail);
     c: the output row of panel mp0 at the block's first pixel (rows ldc apart);
     bias != NULL on the last K block (the store adds it and clamps). Loop order: see
     the top of this file (a B tile stays in L1 while an M block's panels stream past).
@@ -340,8 +431,11 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
                 if has_tail and j == n_tiles - 1:
                     _ukr_tail(kc, a_panel, lda, bt, c_tile, ldc, accumulate,
                               bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj)
+                elif ldb == nr:   # tile-major: a constant row stride, immediate offsets
+                    _ukr(kc, a_panel, lda, b + j * ts, _nr(<floating>0), c_tile, ldc, accumulate,
+                         bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj, nr)
                 else:
-                    _ukr(kc, a_panel, lda, b + j * nr, ldb, c_tile, ldc, accumulate,
+                    _ukr(kc, a_panel, lda, b + j * ts, ldb, c_tile, ldc, accumulate,
                          bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj, nr)
 
 
@@ -378,6 +472,11 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr
     pblocks = (p_all + nc - 1) // nc
     cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
+    cdef bint tiled = _tiled_b(<floating>0, kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0
+                               and pw == 0 and ow_n == wd and oh_n <= h, k_n)  # B's layout (_pack_b): tile j at
+    cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
+    cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
+    cdef Py_ssize_t pack_ld = 0 if tiled else ldb
     cdef Py_ssize_t ppm = STAGE_BYTES // (ldb * PYCONV_MR * sizeof(floating))  # panels per M block
     if ppm < 1:
         ppm = 1
@@ -400,8 +499,9 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
-        bt = buf + KC * ldb if buf != NULL else NULL   # the tail's columns, transposed
+        buf = <floating*>_aligned_malloc((_packed_size(<floating>0, ldb, tiled) + KC * vl)
+                                         * sizeof(floating))
+        bt = buf + _packed_size(<floating>0, ldb, tiled) if buf != NULL else NULL   # the tail's columns, transposed
         stage = <floating*>_aligned_malloc(ppm * PYCONV_MR * ldb * sizeof(floating))
         if buf == NULL or stage == NULL:
             failed_flag[0] = 1
@@ -435,15 +535,18 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                     ln = p_n - p
                     if ln > np_ - q:
                         ln = np_ - q
-                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf + q, ldb, k0, kc, p, ln, 1,
-                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, pack_ld, q, k0, kc, p, ln,
+                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, 0)
                     q = q + ln
                 if np_pad > np_:
                     for k in range(kc):
-                        memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
+                        if tiled:
+                            _put_run(buf, k, np_, np_pad - np_, NULL)
+                        else:
+                            memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
                 if has_tail:
-                    _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
-                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt, stage, ldb, mc0, mc1, m_n,
+                    _transpose_tail(buf + (n_tiles - 1) * b_ts, b_ld, kc, tail, vl, bt)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, b_ts, b_ld, bt, stage, ldb, mc0, mc1, m_n,
                              kc, np_, has_tail, kb > 0, bp + g * m_n if kb == n_kb - 1 else NULL,
                              lo_k, hi_k, prefetch)
             rows = m_n - mc0 * PYCONV_MR  # staging rows that hold channels
@@ -560,6 +663,11 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * tiles_w // pblocks * nr  # the last (to p_n)
     cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
     cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
+    cdef bint tiled = _tiled_b(<floating>0, kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0
+                               and pw == 0 and ow_n == wd and oh_n <= h, k_n)  # B's layout (_pack_b): tile j at
+    cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
+    cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
+    cdef Py_ssize_t pack_ld = 0 if tiled else ldb
     cdef Py_ssize_t mblocks = 1
     if img_units * pblocks < 4 * t_n:
         while (img_units * pblocks * mblocks) % t_n and 4 * (mblocks + 1) <= panels:
@@ -584,8 +692,9 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc(KC * (ldb + vl) * sizeof(floating))
-        bt = buf + KC * ldb if buf != NULL else NULL   # the tail's columns, transposed
+        buf = <floating*>_aligned_malloc((_packed_size(<floating>0, ldb, tiled) + KC * vl)
+                                         * sizeof(floating))
+        bt = buf + _packed_size(<floating>0, ldb, tiled) if buf != NULL else NULL   # the tail's columns, transposed
         if buf == NULL:
             failed_flag[0] = 1
         for unit in prange(units, schedule="dynamic"):
@@ -610,11 +719,11 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
                 kc = k_n - k0
                 if kc > KC:
                     kc = KC
-                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, ldb, k0, kc, p0, np_, nr,
-                        h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw)
+                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, pack_ld, 0, k0, kc, p0, np_,
+                        h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, n_tiles * nr)
                 if has_tail:
-                    _transpose_tail(buf + (n_tiles - 1) * nr, ldb, kc, tail, vl, bt)
-                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, ldb, bt,
+                    _transpose_tail(buf + (n_tiles - 1) * b_ts, b_ld, kc, tail, vl, bt)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, b_ts, b_ld, bt,
                              yp + (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0, p_n,
                              mp0, mp1, m_n, kc, np_, has_tail, kb > 0,
                              bp + g * m_n if kb == n_kb - 1 else NULL, lo_k, hi_k, prefetch)

@@ -11,7 +11,8 @@
  *      Rows m >= mr (the last panel of a layer) re-read row mr - 1; those results
  *      are never stored;
  *   B  packed input columns, rows of ldb values per k (the tile reads NR of them:
- *      NR output pixels), zero-padded, rows aligned to PYCONV_ALIGN bytes;
+ *      NR output pixels), zero-padded, rows aligned to PYCONV_VBYTES bytes (ldb = NR
+ *      where B is tile-major, _igemm.pxi's _pack_b);
  *   C  the output tile, rows ldc apart (NCHW: ldc = OH*OW), any alignment;
  *   accumulate = 0 writes C without reading it (first K block), 1 adds to it;
  *   bias != NULL (last K block): then C = clamp(C + bias[m], lo, hi) in the same

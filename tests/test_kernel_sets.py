@@ -122,6 +122,53 @@ def test_gemm_stride2_padding_and_dilation(kernel_set, dtype):
                                                f"dilation {dilation}")
 
 
+# 1x1 stride-1 unpadded layers, whose B may be packed tile-major (_igemm.pxi, _tiled_b):
+# tile-straddling pixel counts, the tail kernel, two K and two pixel blocks, groups,
+# the folded GEMM (a tile across images), and channel counts around ROW_B_MAX_K = 64.
+LAYOUT_CASES = [
+    (1, 300, 29, 31, 17),   # 899 pixels: two pixel blocks; two K blocks (300 taps)
+    (1, 130, 7, 7, 13),     # 49 pixels: folded, the tail's 1 pixel; an edge panel
+    (5, 96, 3, 5, 10),      # folded: 75 pixels, tiles across images
+    (2, 65, 13, 11, 9),     # 143 pixels, just above 64 taps
+    (1, 64, 10, 10, 8),     # 64 taps: rows under the rule
+    (1, 257, 14, 14, 20),   # 196 pixels, the tail's 4; 257 taps
+    (3, 200, 8, 6, 12, 2),  # groups (100 taps each)
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+def test_gemm_b_layouts_bitwise(kernel_set, case, dtype):
+    """Both packed-B layouts (tile-major and rows of the block, forced with
+    set_b_layout) and the default rule give bitwise the same output -- the
+    micro-kernel sums the same products in the same order -- for any thread count,
+    and match the direct kernel."""
+    n, c_in, h, w, c_out, *rest = case
+    groups = rest[0] if rest else 1
+    rng = np.random.default_rng(c_in * 1000 + h)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in // groups, 1, 1)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    outputs = []
+    for layout in (1, 2, 0):
+        previous = kernel_set.set_b_layout(layout)
+        try:
+            outputs.append(same_for_any_threads(
+                lambda t: F.conv2d(x, weight, bias, groups=groups, algorithm="gemm")))
+        finally:
+            kernel_set.set_b_layout(previous)
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other, outputs[0])
+    direct = F.conv2d(x, weight, bias, groups=groups, algorithm="direct")
+    np.testing.assert_allclose(outputs[0], direct, rtol=TOL[dtype],
+                               atol=TOL[dtype] * np.sqrt(c_in // groups))
+
+
+def test_set_b_layout_checks_its_argument(kernel_set):
+    with pytest.raises(ValueError, match="layout must be 0, 1 or 2, got 3"):
+        kernel_set.set_b_layout(3)
+
+
 def test_fused_clamp_and_nan(kernel_set):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 7, 9, 10)).astype(np.float32)
