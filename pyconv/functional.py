@@ -95,8 +95,14 @@ def _as_array(value, name):
         raise TypeError(f"{name} must be an array-like of numbers: {exc}") from None
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def _dtypes(op, operands):
     """(result dtype, compute dtype) for ``operands`` = [(array, name), ...]."""
+    first = operands[0][0].dtype
+    if (first == _F32 or first == _F64) and all(a.dtype == first for a, _ in operands):
+        return first, first   # the common case, without np.result_type's ~2.5 us
     for array, name in operands:
         kind = array.dtype.kind
         if kind == "c":
