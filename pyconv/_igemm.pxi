@@ -111,7 +111,7 @@ cdef enum:
     # at b1: 256 -> 1024 @14 0.89-0.91 the time, 512 -> 2048 @7 0.89-0.90, 2048 -> 512
     # @7 0.91-0.98, 1024 -> 256 @14 0.99-1.00; 3x3/2 512@14 0.92.
     PREFETCH_MIN_BYTES = 1 << 19
-    ROW_B_MAX_K = 128   # taps up to which B stays in rows of the block (_tiled_b)
+    ROW_B_MAX_K = 64    # taps up to which B stays in rows of the block (_tiled_b)
 
 
 cdef extern from "_workspace.h" nogil:
@@ -189,8 +189,8 @@ cdef inline bint _tiled_b(floating dummy, bint plain_1x1, Py_ssize_t k_n) noexce
     evict before the next panel reuses them; a tile-major one is a contiguous 24 KiB.
     In-process A/B (Zen 3, 2 threads, set_b_layout, tile-major / rows time), float32:
     512 -> 256 @28 0.93, 256 -> 128 @56 0.95, 128 -> 512 @28 0.97, 2048 -> 512 @7 b8
-    0.96, 7x7 b1 1.00-1.02; but 64 -> 64 @56 b8 1.11 (64 taps: both layouts fit L1,
-    and a tile-row copy costs more than memcpy's long rows); float64 0.96-0.98. Not
+    0.96, 7x7 b1 1.00-1.02; but 64 -> 64 @56 b8 1.01-1.11 (64 taps: both layouts fit
+    L1, and a tile-row copy costs more than memcpy's long rows); float64 0.96-0.98. Not
     for other layers: their rows are built from input row segments, and copying them
     on into tiles cost what the micro-kernel saved (3x3: float32 0.99-1.01, float64
     1.01-1.03). Not on the SSE2 set (1.00-1.02), nor on AVX-512, whose 48-float rows
