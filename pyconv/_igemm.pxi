@@ -187,17 +187,27 @@ cdef inline bint _tiled_b(floating dummy, bint plain_1x1, Py_ssize_t k_n) noexce
     input channels, on the AVX2 set. There a row-layout tile's KC rows of 96 bytes
     spread over KC line pairs, 32 KiB of L1 for 24 KiB of data, that the A panels
     evict before the next panel reuses them; a tile-major one is a contiguous 24 KiB.
-    In-process A/B (Zen 3, 2 threads, set_b_layout, tile-major / rows time), float32:
-    512 -> 256 @28 0.93, 256 -> 128 @56 0.95, 128 -> 512 @28 0.97, 2048 -> 512 @7 b8
-    0.96, 7x7 b1 1.00-1.02; but 64 -> 64 @56 b8 1.01-1.11 (64 taps: both layouts fit
-    L1, and a tile-row copy costs more than memcpy's long rows); float64 0.96-0.98. Not
-    for other layers: their rows are built from input row segments, and copying them
-    on into tiles cost what the micro-kernel saved (3x3: float32 0.99-1.01, float64
-    1.01-1.03). Not on the SSE2 set (1.00-1.02), nor on AVX-512, whose 48-float rows
-    are 3 whole lines (not measured against it: no AVX-512 machine in that session)."""
+    benchmarks/paths.py layout (Zen 3, 2 threads, tile-major / rows time), float32:
+    256 -> 128 @56 0.94-0.97, 512 -> 256 @28 0.92-0.96, 128 -> 512 @28 0.94,
+    1024 -> 256 @14 0.96-0.97, 2048 -> 512 @7 b8 0.94-0.98, 7x7 b1 0.99-1.01; 64 taps
+    (64 -> 64 @56 b8) 1.00-1.01, where both layouts fit L1; float64 (--float64)
+    0.89-0.94. Not for other layers: their rows are built from input row segments,
+    and copying them on into tiles cost about what the micro-kernel saved (a version
+    that packed every layer tile-major gained nothing on 3x3 layers; not kept). Not on
+    the SSE2 set (PYCONV_KERNELS=generic: 0.99-1.07), nor on AVX-512, whose 48-float
+    rows are 3 whole lines (not measured against it: no AVX-512 machine that session)."""
     if _b_layout != 0:
         return plain_1x1 and _b_layout == 1
     return PYCONV_VBYTES == 32 and plain_1x1 and k_n > ROW_B_MAX_K
+
+
+cdef inline bint _plain_1x1(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t h, Py_ssize_t wd,
+                            Py_ssize_t oh_n, Py_ssize_t ow_n) noexcept nogil:
+    """A 1x1 stride-1 layer without padding (nor output rows past the input): every
+    block takes _pack_b's copy path, the only one that packs tile-major."""
+    return (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+            and ow_n == wd and oh_n <= h)
 
 
 cdef int _b_layout = 0   # _tiled_b's override: 0 its rule, 1 tile-major (plain 1x1), 2 rows
@@ -431,9 +441,6 @@ cdef void _gemm_kblock(const floating* a, Py_ssize_t lda, const floating* b, Py_
                 if has_tail and j == n_tiles - 1:
                     _ukr_tail(kc, a_panel, lda, bt, c_tile, ldc, accumulate,
                               bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj)
-                elif ldb == nr:   # tile-major: a constant row stride, immediate offsets
-                    _ukr(kc, a_panel, lda, b + j * ts, _nr(<floating>0), c_tile, ldc, accumulate,
-                         bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj, nr)
                 else:
                     _ukr(kc, a_panel, lda, b + j * ts, ldb, c_tile, ldc, accumulate,
                          bias + mp * PYCONV_MR if bias != NULL else NULL, lo, hi, mr, nrj, nr)
@@ -472,8 +479,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr
     pblocks = (p_all + nc - 1) // nc
     cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
-    cdef bint tiled = _tiled_b(<floating>0, kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0
-                               and pw == 0 and ow_n == wd and oh_n <= h, k_n)  # B's layout (_pack_b): tile j at
+    cdef bint tiled = _tiled_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
+                               k_n)  # B's layout (_pack_b): tile j at
     cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
     cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
     cdef Py_ssize_t pack_ld = 0 if tiled else ldb
@@ -536,14 +543,9 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                     if ln > np_ - q:
                         ln = np_ - q
                     _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, pack_ld, q, k0, kc, p, ln,
-                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, 0)
+                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
+                            np_pad if q + ln == np_ else 0)   # the last run pads the tile
                     q = q + ln
-                if np_pad > np_:
-                    for k in range(kc):
-                        if tiled:
-                            _put_run(buf, k, np_, np_pad - np_, NULL)
-                        else:
-                            memset(buf + k * ldb + np_, 0, (np_pad - np_) * sizeof(floating))
                 if has_tail:
                     _transpose_tail(buf + (n_tiles - 1) * b_ts, b_ld, kc, tail, vl, bt)
                 _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, b_ts, b_ld, bt, stage, ldb, mc0, mc1, m_n,
@@ -663,8 +665,8 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * tiles_w // pblocks * nr  # the last (to p_n)
     cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
     cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
-    cdef bint tiled = _tiled_b(<floating>0, kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0
-                               and pw == 0 and ow_n == wd and oh_n <= h, k_n)  # B's layout (_pack_b): tile j at
+    cdef bint tiled = _tiled_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
+                               k_n)  # B's layout (_pack_b): tile j at
     cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
     cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
     cdef Py_ssize_t pack_ld = 0 if tiled else ldb
