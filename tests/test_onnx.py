@@ -24,6 +24,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+import pyconv.functional as F  # noqa: E402
 import pyconv.onnx as ponnx  # noqa: E402
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
@@ -386,6 +387,51 @@ def test_repeated_runs_match_onnxruntime():
     for seed in (1, 2, 1):
         x = rand(2, 3, 10, 10, seed=seed)
         close(m(x), ort_run(model, {"x": x})["y"])
+
+
+def test_a_conv_node_repeats_its_call_only_for_an_input_that_fits(monkeypatch):
+    # A Conv with constant weights repeats its kept call (functional._ConvPlan.rerun)
+    # without the checks when the input has the last call's shape; any other input
+    # takes the full path (new pads from auto_pad, a new plan).
+    w, b = rand(5, 3, 3, 3, seed=41), rand(5, seed=42)
+    model = chain([helper.make_node("Conv", ["x", "w", "b"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2])],
+                  {"w": w, "b": b}, [None, 3, None, None])
+    m = ponnx.load(model)
+    x = rand(2, 3, 9, 8, seed=43)
+    first = m(x)
+    full = F._conv
+    with monkeypatch.context() as patch:
+        def no_full_path(*args, **kwargs):
+            raise AssertionError("the full path ran")
+        patch.setattr(F, "_conv", no_full_path)
+        np.testing.assert_array_equal(m(x.copy()), first)     # the same shape: repeated
+        with pytest.raises(AssertionError, match="full path"):
+            m(rand(2, 3, 9, 9, seed=44))                      # another shape: checked again
+    for xi in (rand(1, 3, 11, 6, seed=45), rand(3, 3, 9, 8, seed=46), x):
+        y = m(xi)
+        np.testing.assert_array_equal(m(xi), y)
+        np.testing.assert_array_equal(y, ponnx.load(model)(xi))
+        close(y, ort_run(model, {"x": xi})["y"])
+    assert F._conv is full
+
+
+def test_plan_rerun_refuses_what_does_not_fit():
+    plan = F._ConvPlan()
+    x, w = rand(1, 4, 6, 6, seed=51), rand(8, 4, 1, 1, seed=52)
+    w.flags.writeable = False
+    assert plan.rerun(x) is None                                  # nothing kept yet
+    y = F._conv("Conv", 2, x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, "zeros", None, False, plan=plan)
+    np.testing.assert_array_equal(plan.rerun(x), y)
+    assert plan.rerun(rand(1, 4, 6, 7)) is None                   # another shape
+    assert plan.rerun(x.astype(np.float64)) is None               # another dtype
+    assert plan.rerun(np.asfortranarray(x)) is None               # not C-contiguous
+    assert plan.rerun(x, residual=np.zeros_like(y)) is None       # kept without a residual
+    r = rand(1, 8, 6, 6, seed=53)
+    yr = F._conv("Conv", 2, x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, "zeros", None, False,
+                 plan=plan, residual=r)
+    np.testing.assert_array_equal(plan.rerun(x, residual=r), yr)
+    assert plan.rerun(x) is None                                  # kept with a residual
+    assert plan.rerun(x, residual=np.asfortranarray(r)) is None   # a residual the kernel cannot add
 
 
 def test_batchnorm_after_concat_becomes_one_affine_step():
