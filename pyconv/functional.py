@@ -198,9 +198,8 @@ class _ConvPlan:
 
     def lookup(self, x, weight, bias, args):
         st = self.state
-        if (st is not None and st[0] is weight and st[1] is bias and type(x) is np.ndarray
-                and x.shape == st[3] and x.dtype == st[4] and x.flags.c_contiguous
-                and x.flags.aligned and st[2] == args
+        if (st is not None and st[0] is weight and st[1] is bias and _takes(st, x)
+                and st[2] == args
                 and (weight.shape, weight.dtype, weight.strides, _frozen(weight)) == st[5]):
             return st
         return None
@@ -220,9 +219,7 @@ class _ConvPlan:
         node's constants; pads resolved from the input's shape): only what lookup
         checks of the input is checked, which is what varies from call to call."""
         st = self.state
-        if (st is None or type(x) is not np.ndarray or x.shape != st[3] or x.dtype != st[4]
-                or not (x.flags.c_contiguous and x.flags.aligned)
-                or st[2][-1] != (residual is not None)):
+        if st is None or not _takes(st, x) or st[2][-1] != (residual is not None):
             return None
         if residual is not None and not _residual_fits(residual, st[6], st[4]):
             return None
@@ -244,6 +241,13 @@ class _ConvPlan:
         if join is not None and join != "fused":
             _join_residual(y, residual, join)
         return y
+
+
+def _takes(st, x):
+    """Whether the kept call st (_ConvPlan) reads x as it is: an ndarray of its input's
+    shape and dtype, C-contiguous and aligned."""
+    return (type(x) is np.ndarray and x.shape == st[3] and x.dtype == st[4]
+            and x.flags.c_contiguous and x.flags.aligned)
 
 
 def _join_residual(y, residual, clamp):
