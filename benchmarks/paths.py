@@ -6,6 +6,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     python benchmarks/paths.py maxpool                         # kernel set's vs general
     python benchmarks/paths.py maxpool --shapes 1x480x28:k3s2c 8x64x112:k3s2p1
     python benchmarks/paths.py join                            # ONNX Conv + Add: 2 steps vs 1
+    python benchmarks/paths.py rerun                           # ONNX Conv: kept call checked whole vs by its input
     PYCONV_KERNELS=avx2 python benchmarks/paths.py depthwise   # row tiles vs channels-last tile
     python benchmarks/paths.py layout --float64                # GEMM's packed B: rows vs tile-major
 
@@ -31,6 +32,11 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
+* ``rerun``: whole forward passes of a model through pyconv.onnx, each Conv node's kept
+  call matched whole (A: functional._ConvPlan.rerun stubbed out, so every call goes
+  through _conv's lookup) or by its input only (B: rerun, as the code is). Shapes
+  MODEL:BATCH -- a light ONNX model or a pyconv.models name (its PyTorch twin's export,
+  bench_models.py; needs torch); "bitwise" when both give the same output.
 
 Why in one process: on a shared VM two processes of the same build differ by up to 30 %;
 called in turn (A, B, A, B, ...) both see the same machine state, and the median of
@@ -62,6 +68,8 @@ PRESETS = {
                    "1x128x196:64k2s2", "8x512x14:256k2s2", "2x64x96:64k2s2"],
     # VGG's 2x2/2, ResNet's stem, GoogLeNet's ceil-mode 3x3/2
     "join": ["resnet50:1", "resnet50:8"],
+    # small networks at batch 1, where a step's Python is a visible share, and ResNet-50
+    "rerun": ["mobilenet_v2:1", "squeezenet:1", "shufflenet:1", "resnet50:1"],
     # MobileNetV2's depthwise 3x3 layers: 7, 14 and 28 output columns
     "depthwise": ["1x576x14:k3s2p1", "1x960x7:k3s1p1", "1x384x14:k3s1p1", "1x192x28:k3s2p1",
                   "1x192x28:k3s1p1", "1x144x56:k3s2p1"],
@@ -162,13 +170,22 @@ def layout_pair(shape, threads, rng, dtype):
     return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
 
 
-def join_pair(shape, rng):
+def model_input(shape, rng):
+    """(ONNX bytes, input) for MODEL:BATCH: a light ONNX model or a pyconv.models name."""
     import bench_models
-    import pyconv.onnx as ponnx
 
     name, _, batch = shape.partition(":")
-    data, in_shape = bench_models.light_model(name, rng)
-    x = rng.standard_normal((int(batch or 1),) + in_shape[1:]).astype(np.float32)
+    if name in bench_models.NATIVE:
+        data, in_shape = bench_models.native_model(name)[:2]
+    else:
+        data, in_shape = bench_models.light_model(name, rng)
+    return data, rng.standard_normal((int(batch or 1),) + tuple(in_shape[1:])).astype(np.float32)
+
+
+def join_pair(shape, rng):
+    import pyconv.onnx as ponnx
+
+    data, x = model_input(shape, rng)
     joined = ponnx.load(data)
     fold, ponnx._fold_residual = ponnx._fold_residual, lambda nodes, graph_outputs: nodes
     try:
@@ -178,6 +195,24 @@ def join_pair(shape, rng):
     same = np.array_equal(two_steps(x), joined(x))
     extra = f"{two_steps.steps} -> {joined.steps} steps, " + ("bitwise" if same else "OUTPUTS DIFFER")
     return lambda: two_steps(x), lambda: joined(x), extra
+
+
+def rerun_pair(shape, rng):
+    import pyconv.onnx as ponnx
+
+    data, x = model_input(shape, rng)
+    whole, by_input = ponnx.load(data), ponnx.load(data)
+    rerun = F._ConvPlan.rerun
+
+    def checked_whole():
+        F._ConvPlan.rerun = lambda plan, x, residual=None: None   # every call through lookup
+        try:
+            return whole(x)
+        finally:
+            F._ConvPlan.rerun = rerun
+
+    same = np.array_equal(checked_whole(), by_input(x))
+    return checked_whole, lambda: by_input(x), "bitwise" if same else "OUTPUTS DIFFER"
 
 
 def alternate(a, b, budget):
@@ -213,7 +248,7 @@ def main():
     rng = np.random.default_rng(0)
     names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
              "join": ("two steps", "joined"), "depthwise": ("direct", "channels-last"),
-             "layout": ("rows", "tile-major")}[args.pair]
+             "layout": ("rows", "tile-major"), "rerun": ("whole", "by input")}[args.pair]
     if args.pair == "maxpool" and args.against:
         names = (args.against, _dispatch.name)
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
@@ -224,6 +259,8 @@ def main():
                 a, b, extra = transposed_pair(shape, args.read_only, rng)
             elif args.pair == "join":
                 a, b, extra = join_pair(shape, rng)
+            elif args.pair == "rerun":
+                a, b, extra = rerun_pair(shape, rng)
             elif args.pair == "depthwise":
                 a, b, extra = depthwise_pair(shape, args.threads, rng)
             elif args.pair == "layout":

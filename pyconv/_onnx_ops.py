@@ -189,10 +189,9 @@ def conv(node, ctx):
     has_bias = node.input(2) is not None
     plan = F._ConvPlan()   # this node's checked call, for the next run on the same shapes
     # Constant weight and bias: a call on an input of the last call's shape repeats the
-    # kept call with only the input checked (plan.rerun) -- the ~5 us of Python per
-    # step that resolving pads and matching the whole call cost were 1-3 % of a pass of
-    # MobileNetV2, SqueezeNet or ShuffleNet at batch 1 (passes alternated with and
-    # without, in one process; ResNet-50: 1.00).
+    # kept call with only the input checked (plan.rerun), without resolving the pads
+    # and matching the whole call: `benchmarks/paths.py rerun` (Zen 4, 2 threads, b1)
+    # MobileNetV2 0.98 the time, SqueezeNet 0.99, ShuffleNet 0.98, ResNet-50 0.99.
     fixed = w_ready is not None and (b_ready is not None or not has_bias)
 
     def run(x, w, b=None, residual=None):
