@@ -233,12 +233,28 @@ cdef inline Py_ssize_t _tile_stride(floating dummy) noexcept nogil:
     return KC * _nr(<floating>0) + 64 // sizeof(floating)
 
 
-cdef inline Py_ssize_t _packed_size(floating dummy, Py_ssize_t ldb, bint tiled) noexcept nogil:
-    """Elements of a packed block of up to ldb columns (_pack_b), tile-major or in rows
-    of ldb: the start of a per-thread packing buffer, then the tail kernel's
-    transposed columns (KC x vl)."""
+cdef struct _PackedB:
+    # One call's packed-B layout (_pack_b), the same for every block of the call:
+    bint tiled           # tile-major (_tiled_b), else in rows of ld
+    Py_ssize_t ts        # tile j starts at b + j*ts
+    Py_ssize_t ld        # a tile's rows ld apart
+    Py_ssize_t pack_ld   # _pack_b's row stride argument (0: tile-major)
+    Py_ssize_t size      # elements of a block of up to ldb columns: the start of a
+                         # per-thread packing buffer, then the tail's columns (KC x vl)
+
+
+cdef inline _PackedB _packed_b(floating dummy, bint plain_1x1, Py_ssize_t k_n,
+                               Py_ssize_t ldb) noexcept nogil:
+    """The layout of a call's packed blocks of up to ldb columns (ldb: their row stride
+    in rows of the block), tile-major where _tiled_b says so."""
+    cdef _PackedB b
     cdef Py_ssize_t nr = _nr(<floating>0)
-    return (ldb + nr - 1) // nr * _tile_stride(<floating>0) if tiled else KC * ldb
+    b.tiled = _tiled_b(<floating>0, plain_1x1, k_n)
+    b.ts = _tile_stride(<floating>0) if b.tiled else nr
+    b.ld = nr if b.tiled else ldb
+    b.pack_ld = 0 if b.tiled else ldb
+    b.size = (ldb + nr - 1) // nr * _tile_stride(<floating>0) if b.tiled else KC * ldb
+    return b
 
 
 cdef inline void _put_run(floating* bp, Py_ssize_t k, Py_ssize_t q, Py_ssize_t n,
@@ -480,11 +496,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc = (tiles + pblocks - 1) // pblocks * nr
     pblocks = (p_all + nc - 1) // nc
     cdef Py_ssize_t ldb = _odd_line_stride(nc, sizeof(floating))
-    cdef bint tiled = _tiled_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
-                               k_n)  # B's layout (_pack_b): tile j at
-    cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
-    cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
-    cdef Py_ssize_t pack_ld = 0 if tiled else ldb
+    cdef _PackedB lay = _packed_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
+                                  k_n, ldb)   # B's layout
     cdef Py_ssize_t ppm = STAGE_BYTES // (ldb * PYCONV_MR * sizeof(floating))  # panels per M block
     if ppm < 1:
         ppm = 1
@@ -507,9 +520,8 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc((_packed_size(<floating>0, ldb, tiled) + KC * vl)
-                                         * sizeof(floating))
-        bt = buf + _packed_size(<floating>0, ldb, tiled) if buf != NULL else NULL   # the tail's columns, transposed
+        buf = <floating*>_aligned_malloc((lay.size + KC * vl) * sizeof(floating))
+        bt = buf + lay.size if buf != NULL else NULL   # the tail's columns, transposed
         stage = <floating*>_aligned_malloc(ppm * PYCONV_MR * ldb * sizeof(floating))
         if buf == NULL or stage == NULL:
             failed_flag[0] = 1
@@ -543,13 +555,13 @@ cdef int _igemm_folded(const floating* xp, const floating* wp, const floating* b
                     ln = p_n - p
                     if ln > np_ - q:
                         ln = np_ - q
-                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, pack_ld, q, k0, kc, p, ln,
+                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, lay.pack_ld, q, k0, kc, p, ln,
                             h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw,
                             np_pad if q + ln == np_ else 0)   # the last run pads the tile
                     q = q + ln
                 if has_tail:
-                    _transpose_tail(buf + (n_tiles - 1) * b_ts, b_ld, kc, tail, vl, bt)
-                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, b_ts, b_ld, bt, stage, ldb, mc0, mc1, m_n,
+                    _transpose_tail(buf + (n_tiles - 1) * lay.ts, lay.ld, kc, tail, vl, bt)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, lay.ts, lay.ld, bt, stage, ldb, mc0, mc1, m_n,
                              kc, np_, has_tail, kb > 0, bp + g * m_n if kb == n_kb - 1 else NULL,
                              lo_k, hi_k, prefetch)
             rows = m_n - mc0 * PYCONV_MR  # staging rows that hold channels
@@ -666,11 +678,8 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * tiles_w // pblocks * nr  # the last (to p_n)
     cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
     cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
-    cdef bint tiled = _tiled_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
-                               k_n)  # B's layout (_pack_b): tile j at
-    cdef Py_ssize_t b_ts = _tile_stride(<floating>0) if tiled else nr   # b + j*b_ts,
-    cdef Py_ssize_t b_ld = nr if tiled else ldb                          # rows b_ld apart
-    cdef Py_ssize_t pack_ld = 0 if tiled else ldb
+    cdef _PackedB lay = _packed_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
+                                  k_n, ldb)   # B's layout
     cdef Py_ssize_t mblocks = 1
     if img_units * pblocks < 4 * t_n:
         while (img_units * pblocks * mblocks) % t_n and 4 * (mblocks + 1) <= panels:
@@ -695,9 +704,8 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef int* failed_flag = &failed  # written through a pointer: parallel() privatises assignments
 
     with parallel(num_threads=num_threads):
-        buf = <floating*>_aligned_malloc((_packed_size(<floating>0, ldb, tiled) + KC * vl)
-                                         * sizeof(floating))
-        bt = buf + _packed_size(<floating>0, ldb, tiled) if buf != NULL else NULL   # the tail's columns, transposed
+        buf = <floating*>_aligned_malloc((lay.size + KC * vl) * sizeof(floating))
+        bt = buf + lay.size if buf != NULL else NULL   # the tail's columns, transposed
         if buf == NULL:
             failed_flag[0] = 1
         for unit in prange(units, schedule="dynamic"):
@@ -722,11 +730,11 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
                 kc = k_n - k0
                 if kc > KC:
                     kc = KC
-                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, pack_ld, 0, k0, kc, p0, np_,
+                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, lay.pack_ld, 0, k0, kc, p0, np_,
                         h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, n_tiles * nr)
                 if has_tail:
-                    _transpose_tail(buf + (n_tiles - 1) * b_ts, b_ld, kc, tail, vl, bt)
-                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, b_ts, b_ld, bt,
+                    _transpose_tail(buf + (n_tiles - 1) * lay.ts, lay.ld, kc, tail, vl, bt)
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, lay.ts, lay.ld, bt,
                              yp + (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0, p_n,
                              mp0, mp1, m_n, kc, np_, has_tail, kb > 0,
                              bp + g * m_n if kb == n_kb - 1 else NULL, lo_k, hi_k, prefetch)
