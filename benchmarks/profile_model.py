@@ -3,6 +3,7 @@ by node, in one process, on the same ONNX file (a light model of the ``onnx`` pa
 seeded weights, as in bench_models.py).
 
     python benchmarks/profile_model.py --model resnet50 --batch 1 --threads 2
+    python benchmarks/profile_model.py --model mobilenet_v2      # a pyconv.models export
 
 pyconv's steps are timed in place during whole forward passes (each step's median over
 --repeats passes); ORT's nodes come from its own profiler (``enable_profiling``). ORT
@@ -107,13 +108,18 @@ def profile_ort(data, x, threads, repeats):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="resnet50", help="a light model of the onnx package")
+    ap.add_argument("--model", default="resnet50",
+                    help="a light model of the onnx package, or a pyconv.models name (its PyTorch "
+                         "twin's ONNX export, as in bench_models.py; needs torch)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     opts = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    data, shape = bench_models.light_model(opts.model, rng)
+    if opts.model in bench_models.NATIVE:
+        data, shape = bench_models.native_model(opts.model)[:2]
+    else:
+        data, shape = bench_models.light_model(opts.model, rng)
     x = rng.standard_normal((opts.batch,) + shape[1:]).astype(np.float32)
     pyconv.set_num_threads(opts.threads)
     ours_total, ours = profile_pyconv(ponnx.load(data), x, opts.repeats)

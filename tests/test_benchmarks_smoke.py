@@ -84,3 +84,20 @@ def test_auto_ab_shows_where_the_choice_differs():
     bad = subprocess.run([sys.executable, script, "--set", "_NO_SUCH=1"], capture_output=True,
                          text=True, timeout=120, env=subprocess_env())
     assert bad.returncode != 0 and "_NO_SUCH" in bad.stderr
+
+
+@pytest.mark.parametrize("model", ["squeezenet", "lenet5"])   # a light model, a pyconv.models export
+def test_profile_model_compares_convolutions_by_shape(model):
+    """benchmarks/profile_model.py: pyconv.onnx step by step beside ORT's profiler, one
+    table row per convolution shape."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    if model == "lenet5":
+        pytest.importorskip("torch")
+    script = os.path.join(os.path.dirname(RUN), "profile_model.py")
+    proc = subprocess.run([sys.executable, script, "--model", model, "--threads", "1", "--repeats", "2"],
+                          capture_output=True, text=True, timeout=180, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert f"{model} b1, 1 threads: pyconv.onnx" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) >= 3   # the header and at least two convolution shapes
