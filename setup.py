@@ -141,7 +141,12 @@ if not re.fullmatch(r"-O[0-3sgz]", OPT):
 KERNEL_SETS = {"generic": []}
 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
     KERNEL_SETS["avx2"] = ["-mavx2", "-mfma"]
-    KERNEL_SETS["avx512"] = ["-mavx512f"]
+    # 256-bit vectors where GCC vectorises plain loops (the pooling folds, _pooling.pxi):
+    # 512-bit ones left rows of 7-35 columns to long scalar epilogues -- benchmarks/ab.py
+    # --kernel avgpool --set avx512 against the SSE2 build (Zen 4, 2 threads): 768@17
+    # 1.07 the time, 7x7 1.16; with 256: 0.87 and 1.01. The kernels written with 64-byte
+    # vector types (micro-kernels, Winograd, depthwise) keep zmm: ab.py 0.97-1.02.
+    KERNEL_SETS["avx512"] = ["-mavx512f", "-mprefer-vector-width=256"]
 # PYCONV_KERNEL_SETS=avx512[,generic...]: build only these (each kernel set is a third of
 # a build's time; tests/test_build.py's serial copy needs only the one the CPU runs).
 _only = [n.strip().lower() for n in os.environ.get("PYCONV_KERNEL_SETS", "").split(",") if n.strip()]
@@ -172,7 +177,8 @@ def extensions():
                               include_dirs=["pyconv"], extra_compile_args=list(flags),
                               depends=["pyconv/_ukernel.h", "pyconv/_direct.h", "pyconv/_workspace.h",
                                        "pyconv/_igemm.pxi", "pyconv/_direct.pxi", "pyconv/_winograd.pxi",
-                                       "pyconv/_gemv.pxi", "pyconv/_maxpool.pxi", "pyconv/_maxpool.h"]))
+                                       "pyconv/_gemv.pxi", "pyconv/_maxpool.pxi", "pyconv/_maxpool.h",
+                                       "pyconv/_pooling.pxi"]))
     # nthreads: the six modules are translated in parallel (about 30 s of Cython on one
     # core, once per build of a fresh tree -- CI builds three).
     return cythonize(exts, compiler_directives=directives, force=debug,

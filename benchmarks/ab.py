@@ -6,7 +6,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
     python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
     python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
-    python benchmarks/ab.py --base HEAD --kernel avgpool      # pyconv._pool's average pooling
+    python benchmarks/ab.py --base HEAD --kernel avgpool      # the kernel set's average pooling
     python benchmarks/ab.py --set avx512 --against avx2    # two built kernel sets, no base build
     python benchmarks/ab.py --base 7c9c309 --set avx512 --kernel direct   # depthwise layers
 
@@ -29,9 +29,10 @@ with ``--kernel direct`` ``conv2d_direct`` on depthwise shapes (O = C, groups = 
 ``depthwise``, MobileNetV2's),
 or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
 transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed).
-``--kernel avgpool`` compares ``pyconv._pool`` instead (one module for every CPU, built
-with the common flags): ``avg_pool2d_forward`` on NxCxH:kK[sS][pP] shapes (count_include_pad,
-as PyTorch's default). A direction for development, not a benchmark result: the suites
+``--kernel avgpool`` compares the kernel set's ``avg_pool2d_forward`` (_pooling.pxi) on
+NxCxH:kK[sS][pP] shapes (count_include_pad, as PyTorch's default); a base from before
+the pooling kernels moved into the kernel sets is built as its ``pyconv._pool`` (one
+module for every CPU, the common flags only). A direction for development, not a benchmark result: the suites
 (benchmarks/run.py) compare pyconv with its peers.
 """
 
@@ -83,7 +84,7 @@ def build_base(rev, kernel_set, workdir, source=None):
     subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
     pkg = os.path.join(src, "pyconv")
     shutil.copy(os.path.join(pkg, source or f"_kernels_{kernel_set}.pyx"), os.path.join(pkg, "_kbase.pyx"))
-    flags = [] if source else {"generic": [], "avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f"]}[kernel_set]
+    flags = [] if source else {"generic": [], "avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mprefer-vector-width=256"]}[kernel_set]
     script = f"""
 from setuptools import Extension, setup
 from Cython.Build import cythonize
@@ -172,7 +173,7 @@ def alternate(calls, pairs, cold=False):
 
 
 def ab_pool(base, new, text, threads, budget, rng):
-    """avg_pool2d_forward of both builds of pyconv._pool on the planes of one shape,
+    """avg_pool2d_forward of both builds on the planes of one shape,
     calls alternated for about ``budget`` seconds; a note when the outputs differ."""
     m = POOL.match(text)
     if not m:
@@ -249,7 +250,7 @@ def main(argv=None):
     ap.add_argument("--kernel", default="gemm",
                     choices=["gemm", "direct", "winograd", "winograd2x2", "avgpool"],
                     help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
-                         "avgpool: pyconv._pool, pool shapes, default preset pooling)")
+                         "avgpool: the kernel set's average pooling, pool shapes, default preset pooling)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cold", action="store_true",
                     help="evict the caches before each call (weights and input from DRAM, as "
@@ -296,15 +297,20 @@ def main(argv=None):
 
 
 def main_pool(opts):
-    """--kernel avgpool: the working tree's pyconv._pool against the base revision's."""
+    """--kernel avgpool: the working tree's average pooling (its --set kernel set's)
+    against the base revision's."""
     import pyconv
-    from pyconv import _pool as new
+
+    new = importlib.import_module(f"pyconv._kernels_{opts.set}")
 
     shapes = [s for name in opts.shapes or ["pooling"] for s in PRESETS.get(name, [name])]
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
-        base = build_base(opts.base, None, workdir, source="_pool.pyx")
-        print(f"base {opts.base} vs working tree ({pyconv.__version__}), pyconv._pool avg_pool2d, "
+        moved = subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{opts.base}:pyconv/_pooling.pxi"],
+                               capture_output=True).returncode == 0
+        base = (build_base(opts.base, opts.set, workdir) if moved   # else: its pyconv._pool
+                else build_base(opts.base, None, workdir, source="_pool.pyx"))
+        print(f"base {opts.base} vs working tree ({pyconv.__version__}), set {opts.set}, avg_pool2d, "
               f"{opts.threads} threads; new/base < 1: the working tree is faster")
         for text in shapes:
             t0, t1, ratio, pairs = ab_pool(base, new, text, opts.threads, opts.budget, rng)

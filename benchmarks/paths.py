@@ -16,8 +16,9 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
   whatever functional._col2im_pays would choose; ``--read-only`` makes the weights
   read-only (cached transforms: col2im's transposed weights, the phases' gathered ones).
   Shapes NxCxH:OkKsSpP (padding default 0).
-* ``maxpool``: max pooling without indices by the general kernel (pyconv._pool, A) or
-  the kernel set's (_maxpool.pxi, B), raw kernel entries on the same planes. Shapes
+* ``maxpool``: max pooling without indices by the kernel set's general kernel
+  (_pooling.pxi, A) or its vectorised one (_maxpool.pxi, B), raw kernel entries on the
+  same planes. Shapes
   NxCxH:kKsS[pP][c] (c: ceil mode). ``--against SET``: A is that kernel set's
   _maxpool.pxi instead (e.g. ``--against avx2`` on an AVX-512 machine), "bitwise" when
   both give the same output.
@@ -59,7 +60,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import pyconv  # noqa: E402
 import pyconv.functional as F  # noqa: E402
-from pyconv import _dispatch, _pool  # noqa: E402
+from pyconv import _dispatch  # noqa: E402
 
 PRESETS = {
     # DCGAN generator (4x4/2, windows overlap), U-Net up-convolutions (2x2/2, apart)
@@ -116,7 +117,7 @@ def maxpool_pair(shape, threads, rng, against=None):
     y = np.empty((n * c, out, out), np.float32)
     kernel_set = lambda: _dispatch.kernels.max_pool2d_fast(x, y, k, k, s, s, p, p, threads)
     if against is None:
-        general = lambda: _pool.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
+        general = lambda: _dispatch.kernels.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
         return general, kernel_set, ""
     other = importlib.import_module(f"pyconv._kernels_{against}")
     y_other = np.empty_like(y)

@@ -783,8 +783,8 @@ def conv2d_igemm(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
 
 def c_api():
     """{'conv2d_f32': capsule, 'conv2d_f64': capsule, 'direct_f32': ..., 'direct_f64': ...}:
-    this kernel set's igemm_conv2d and direct_conv2d (_direct.pxi) -- and its max
-    pooling, 'maxpool_f32' and 'maxpool_f64' (_maxpool.pxi) -- as C function
+    this kernel set's igemm_conv2d and direct_conv2d (_direct.pxi) -- and its pooling,
+    'maxpool_f32' and 'maxpool_f64' (_maxpool.pxi), 'pool_max_f32' ... (_pooling.pxi) -- as C function
     pointers (see pyconv/_kernels.pxd for the signature), so that C-level callers
     (pyconv's own C API) can use the kernel set chosen at run time."""
     api = {
@@ -792,7 +792,8 @@ def c_api():
         "conv2d_f64": PyCapsule_New(<void*>igemm_conv2d[double], b"pyconv.igemm_conv2d_f64", NULL),
     }
     api.update(c_api_direct())
-    api.update(c_api_maxpool())   # _maxpool.pxi, for pyconv._pool's C API
+    api.update(c_api_maxpool())   # _maxpool.pxi and _pooling.pxi, for pyconv._pool's C API
+    api.update(c_api_pool())
     return api
 
 

@@ -2,7 +2,7 @@
 # ResNet's and GoogLeNet's 3x3/2) -- compiled into each kernel set with its ISA flags
 # (included by _kernels_<set>.pyx; the vector parts are in _maxpool.h).
 #
-# Contract: pyconv._pool's (see its docstring), without the indices: output (i, j) is
+# Contract: _pooling.pxi's (see its header), without the indices: output (i, j) is
 # the maximum of the input taps (i*sh - ph + u, j*sw - pw + v), u < kh, v < kw, inside
 # the plane; NaN is the maximum of any window holding one; of equal values the first
 # in row-major order is kept; a window of padding only yields 0.
@@ -240,7 +240,7 @@ def max_pool2d_fast(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                     Py_ssize_t ph, Py_ssize_t pw, int num_threads):
     """Max pooling of planes x (P, H, W) into y (P, OH, OW), no indices, dilation 1
-    (pyconv._pool.max_pool2d_forward's contract otherwise, bitwise the same values)."""
+    (max_pool2d_forward's contract otherwise, _pooling.pxi; bitwise the same values)."""
     cdef Py_ssize_t planes = x.shape[0], h = x.shape[1], w = x.shape[2]
     cdef Py_ssize_t oh_n = y.shape[1], ow = y.shape[2]
     if y.shape[0] != planes:

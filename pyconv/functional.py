@@ -41,8 +41,8 @@ a TypeError. Any memory layout, byte order or alignment gives exactly the result
 contiguous copy, and inputs are never modified.
 
 Each function here only checks arguments, normalises arrays and allocates; the work
-is done GIL-free by the compiled kernels in ``pyconv._kernels_<set>`` (correlation),
-``pyconv._conv`` (transposed convolution) and ``pyconv._pool``.
+is done GIL-free by the compiled kernels in ``pyconv._kernels_<set>`` (correlation,
+pooling) and ``pyconv._conv`` (transposed convolution).
 """
 
 import collections
@@ -52,7 +52,6 @@ import numpy as np
 
 from pyconv import _args, _dispatch
 from pyconv import _conv as _conv_kernels
-from pyconv import _pool as _pool_kernels
 from pyconv._threads import effective_num_threads
 
 __all__ = [
@@ -1065,7 +1064,7 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
                 _dispatch.kernels.max_pool2d_fast(_planes(x, compute, nd), y3, kh, kw, sh, sw,
                                                   ph, pw, threads)
             else:
-                _pool_kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
+                _dispatch.kernels.max_pool2d_forward(_planes(x, compute, nd), y3, idx3,
                                                  kh, kw, sh, sw, ph, pw, dh, dw, threads)
     y = _finish(y, out, result)
     return (y, idx) if return_indices else y
@@ -1119,7 +1118,7 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
             # One window over the whole plane (ResNet's 7x7 average pool as ONNX writes
             # it): the adaptive kernel's plane sum -- 34 us instead of the windowed
             # kernel's 192 us at 2048 x 7x7 (its per-plane row set-up).
-            _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3, None, False,
+            _dispatch.kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3, None, False,
                                                   _threads(x.size * _READ_BOUND))
         else:
             sizes = x.shape[-nd:]
@@ -1130,7 +1129,7 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
             # A clipped window divides by its real taps; with count_include_pad the
             # result is then rescaled to the original window's padded count.
             cip = count_include_pad and not clipped
-            _pool_kernels.avg_pool2d_forward(_planes(x, compute, nd), y3, kh, kw, sh, sw,
+            _dispatch.kernels.avg_pool2d_forward(_planes(x, compute, nd), y3, kh, kw, sh, sw,
                                      ph, pw, ph_end, pw_end, dh, dw, cip,
                                      divisor_override or 0, _threads(y3.size * kh * kw))
             if clipped and count_include_pad and not divisor_override:
@@ -1186,7 +1185,7 @@ def _adaptive_pool(op, nd, input, output_size, is_max, return_indices, out):
     idx = np.empty(shape, np.int64) if return_indices else None
     y3 = y.reshape((-1,) + (1,) * (2 - nd) + out_sizes)
     if y3.size:
-        _pool_kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3,
+        _dispatch.kernels.adaptive_pool2d_forward(_planes(x, compute, nd), y3,
                                       None if idx is None else idx.reshape(y3.shape),
                                       is_max, _threads(x.size * _READ_BOUND))
     y = _finish(y, out, result)

@@ -1,4 +1,6 @@
-"""The pooling kernels' own paths (pyconv/_pool.pyx), against tests/reference.py.
+"""The pooling kernels' own paths (pyconv/_pooling.pxi, compiled into every kernel set:
+the tests below run on each one this CPU has, the `kernel_set` fixture), against
+tests/reference.py.
 
 The kernels pool each input row along the row, then fold the window's rows; they
 choose between a "flat" path (whole chunks of rows pooled by one fold, when
@@ -19,7 +21,7 @@ import pyconv
 import pyconv.functional as F
 import reference as ref
 from conftest import DTYPES, assert_close, same_for_any_threads
-from pyconv import _pool
+from pyconv import _dispatch
 
 UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
@@ -46,7 +48,7 @@ def _check_max(x, *args, **kwargs):
 @pytest.mark.parametrize("stride", [1, 2, 3, 4])
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_stride_kernel_dilation(stride, kernel, dtype):
+def test_every_stride_kernel_dilation(kernel_set, stride, kernel, dtype):
     rng = np.random.default_rng(1000 * stride + kernel)
     for dilation, ceil_mode in itertools.product([1, 2, 3], [False, True]):
         width = int(rng.integers(1, 71))
@@ -70,7 +72,7 @@ def test_every_stride_kernel_dilation(stride, kernel, dtype):
     ((3, 3), (1, 1), (1, 1), False),   # Inception avg: the deep path
     ((1, 4), (1, 3), (0, 2), True),
 ])
-def test_widths_1_to_70(dtype, kernel, stride, padding, ceil_mode):
+def test_widths_1_to_70(kernel_set, dtype, kernel, stride, padding, ceil_mode):
     rng = np.random.default_rng(7)
     for width in range(1, 71):
         if width + 2 * padding[1] < kernel[1]:
@@ -85,7 +87,7 @@ def test_widths_1_to_70(dtype, kernel, stride, padding, ceil_mode):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("height, width, stride", [(150, 64, 1), (150, 64, 2), (97, 30, 3),
                                                    (131, 33, 2)])
-def test_tall_planes_span_several_chunks(dtype, height, width, stride):
+def test_tall_planes_span_several_chunks(kernel_set, dtype, height, width, stride):
     """Chunk boundaries (a flat chunk holds about 4096 inputs) and ring wrap-around."""
     rng = np.random.default_rng(height + width)
     x = rng.integers(-3, 4, (1, 1, height, width)).astype(dtype)  # many ties
@@ -106,7 +108,7 @@ def _nan(dtype, payload):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("stride", [1, 2, 3])
-def test_nan_placement_last_nan_wins(dtype, stride):
+def test_nan_placement_last_nan_wins(kernel_set, dtype, stride):
     """NaN first or last in its window, several NaNs with distinct payloads, inf and
     -inf around them: the value is the last NaN of the window in row-major order
     (its payload), the index points at it; other windows of the same rows -- folded
@@ -129,7 +131,7 @@ def test_nan_placement_last_nan_wins(dtype, stride):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_signed_zero_ties_keep_the_first(dtype):
+def test_signed_zero_ties_keep_the_first(kernel_set, dtype):
     """0.0 and -0.0 are equal: the first in row-major order wins, with or without a
     NaN elsewhere in the plane (the MAXPS fold and the exact one agree bit for bit)."""
     rng = np.random.default_rng(3)
@@ -146,7 +148,7 @@ def test_signed_zero_ties_keep_the_first(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_windows_of_minus_inf_and_of_padding_only(dtype):
+def test_windows_of_minus_inf_and_of_padding_only(kernel_set, dtype):
     x = np.full((1, 1, 4, 6), -np.inf, dtype)
     y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     assert np.all(y == -np.inf)
@@ -167,7 +169,7 @@ def _out(n, k, s, pb, pe, d):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_threads_1_2_3_bitwise_equal(dtype):
+def test_threads_1_2_3_bitwise_equal(kernel_set, dtype):
     """Each output element is owned by one work unit: any thread count, same bits
     (per-thread scratch, rings and chunks are private)."""
     rng = np.random.default_rng(11)
@@ -186,9 +188,9 @@ def test_threads_1_2_3_bitwise_equal(dtype):
             yi = np.empty((planes, oh, ow), dtype)
             idx = np.empty((planes, oh, ow), np.int64)
             ya = np.empty((planes, oh, ow), dtype)
-            _pool.max_pool2d_forward(x, y, None, kh, kw, sh, sw, ph, pw, dh, dw, threads)
-            _pool.max_pool2d_forward(x, yi, idx, kh, kw, sh, sw, ph, pw, dh, dw, threads)
-            _pool.avg_pool2d_forward(x, ya, kh, kw, sh, sw, ph, pw, phe, pwe, dh, dw,
+            _dispatch.kernels.max_pool2d_forward(x, y, None, kh, kw, sh, sw, ph, pw, dh, dw, threads)
+            _dispatch.kernels.max_pool2d_forward(x, yi, idx, kh, kw, sh, sw, ph, pw, dh, dw, threads)
+            _dispatch.kernels.avg_pool2d_forward(x, ya, kh, kw, sh, sw, ph, pw, phe, pwe, dh, dw,
                                      True, 0, threads)
             np.testing.assert_array_equal(_bits(y), _bits(yi))
             results.append((_bits(y).copy(), idx, _bits(ya).copy()))
@@ -198,7 +200,7 @@ def test_threads_1_2_3_bitwise_equal(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_entry_matches_reference_with_asymmetric_pads(dtype):
+def test_kernel_entry_matches_reference_with_asymmetric_pads(kernel_set, dtype):
     """The kernel entries themselves, trailing pads unlike the leading ones."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 13, 22)).astype(dtype)
@@ -208,7 +210,7 @@ def test_kernel_entry_matches_reference_with_asymmetric_pads(dtype):
         oh, ow = _out(13, kh, sh, ph, phe, dh), _out(22, kw, sw, pw, pwe, dw)
         for cip, dov in [(True, 0), (False, 0), (True, 7)]:
             y = np.empty((3, oh, ow), dtype)
-            _pool.avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, phe, pwe, dh, dw, cip, dov, 2)
+            _dispatch.kernels.avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, phe, pwe, dh, dw, cip, dov, 2)
             expected = np.zeros((3, oh, ow))
             xp = np.zeros((3, 13 + ph + phe + kh * dh, 22 + pw + pwe + kw * dw))
             xp[:, ph:ph + 13, pw:pw + 22] = x
@@ -251,7 +253,7 @@ def test_through_the_public_api_on_n_threads(n):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 130, 7, 5), (2, 64, 1, 33), (1, 200, 13, 1)])
-def test_global_average_pooling(dtype, shape):
+def test_global_average_pooling(kernel_set, dtype, shape):
     """Output 1x1 (global average, planes in blocks of 64): the mean of each plane, the
     same for any thread count; NaN stays in its plane."""
     rng = np.random.default_rng(11)
@@ -286,7 +288,7 @@ def test_fast_max_pool_matches_the_general_kernel(kernel_set, dtype, kernel, str
             oh = (height + 2 * ph - kh) // sh + 1 + extra
             ow = (width + 2 * pw - kw) // sw + 1 + extra
             expect = np.empty((3, oh, ow), dtype)
-            _pool.max_pool2d_forward(x, expect, None, kh, kw, sh, sw, ph, pw, 1, 1, 1)
+            _dispatch.kernels.max_pool2d_forward(x, expect, None, kh, kw, sh, sw, ph, pw, 1, 1, 1)
             for threads in (1, 2, 3):
                 got = np.full((3, oh, ow), 7, dtype)
                 kernel_set.max_pool2d_fast(x, got, kh, kw, sh, sw, ph, pw, threads)
