@@ -2,7 +2,7 @@
 import numpy as np
 from numpy.typing import NDArray
 from types import ModuleType
-from typing import TypeVar, Union
+from typing import Any, Sequence, TypeVar, Union
 
 _F = TypeVar("_F", np.float32, np.float64)
 
@@ -24,3 +24,5 @@ def interleave_phases(phases: NDArray[_F], offsets: NDArray[np.intp], y: NDArray
                       sh: int, sw: int, num_threads: int) -> None: ...
 def add_clamp(a: NDArray[_F], b: NDArray[_F], y: NDArray[_F], lo: float, hi: float,
               num_threads: int) -> None: ...
+def empty(shape: Sequence[int], dtype: Any) -> NDArray[Any]: ...
+def output_cached_bytes() -> int: ...

@@ -75,3 +75,40 @@ def test_bad_build_settings_stop_the_build_at_once(name, value):
                           capture_output=True, env=dict(os.environ, **{name: value}))
     assert proc.returncode != 0
     assert name in proc.stderr and value in proc.stderr
+
+
+def _stub_names(path, seen=None):
+    """The public names a .pyi stub declares, following its ``from pyconv.X import *``."""
+    import ast
+    tree = ast.parse(open(path).read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif (isinstance(node, ast.ImportFrom) and node.module.startswith("pyconv.")
+              and any(alias.name == "*" for alias in node.names)):
+            other = os.path.join(os.path.dirname(path), node.module.split(".", 1)[1] + ".pyi")
+            names |= _stub_names(other)
+    return {n for n in names if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("module", ["_conv", "_pool", "_threads", "_kernels_generic",
+                                    "_kernels_avx2", "_kernels_avx512"])
+def test_each_compiled_module_stub_names_what_the_module_has(module):
+    import importlib
+    import types
+    import pyconv
+    stub = os.path.join(os.path.dirname(pyconv.__file__), module + ".pyi")
+    try:
+        compiled = importlib.import_module("pyconv." + module)
+    except ImportError:
+        pytest.skip(f"pyconv.{module} is not built on this machine")   # an ISA set not built here
+    public = {n for n, v in vars(compiled).items()
+              if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    declared = _stub_names(stub)
+    assert public - declared == set(), f"{module}.pyi lacks {sorted(public - declared)}"
+    assert declared - public == set(), f"{module}.pyi declares {sorted(declared - public)}, not in the module"
