@@ -47,6 +47,13 @@
 # runs of tiles straddle the blocks and their vector stores split; not kept. Tried
 # again for the shared schedule alone, after the prefetch of U: 512@28x28 b1 1.01x the
 # time, 512@14 1.00, 256@14 1.00, 256@28 0.97, 128@28 1.10, 8 x 512@7 1.09: not kept.)
+# (Tried 2026-12, benchmarks/ab.py --set avx512 --kernel winograd, Zen 4, 2 threads:
+# the input transform reading its rows in place, masked loads at the edges, instead of
+# the staged copy -- 64@56x56 b1 1.00x the time, 128@28 1.01, 8x64@56 0.99, 8x128@28
+# 1.00, 256@14 0.96, 64@224 1.13; software prefetch of the next channel's input rows
+# and M lines -- 1.00, 1.00, 1.00, 1.00, 0.99, 1.04. Not kept. Where the time goes:
+# benchmarks/winograd_phases.py -- at 64 and 128 channels the two transforms take
+# 35-45 % of a call, the GEMMs run at 170-217 GFLOP/s.)
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
@@ -792,12 +799,31 @@ cdef void _wino_gemm_output(const _WinoLayer* L, const float* v, Py_ssize_t ldb,
                     _wino_tail(L, v + t * ldt_v + k0 * ldb + nt_v, ldb, kc, n_tail, bt,
                                L.u + (t * c_out + o0) * c_in + k0, n_o,
                                mbuf + t * ldt_m + nt_v, kb > 0)
-        if L.m == 4:
+        if _skip & 4:
+            pass
+        elif L.m == 4:
             pyconv_wino_output_f32(mbuf, ldb, ldt_m, n_o, L.bias + o0, L.lo, L.hi,
                                    L.y + o0 * L.oh * L.ow, c_out, L.oh, L.ow, L.tw, L.tpi, t0, nt)
         else:
             pyconv_wino2_output_f32(mbuf, ldb, ldt_m, n_o, L.bias + o0, L.lo, L.hi,
                                     L.y + o0 * L.oh * L.ow, c_out, L.oh, L.ow, L.tw, L.tpi, t0, nt)
+
+
+cdef int _skip = 0   # set_phases: parts of the unit body left out (benchmarks only)
+
+
+def set_phases(int skip):
+    """For benchmarks (benchmarks/winograd_phases.py): leave parts of the Winograd
+    convolutions out -- bit 1 the input transform (V keeps what it held), bit 2 the
+    GEMMs and output transforms, bit 4 the output transforms (y is not written) -- to
+    time the others in place; 0 (the default) runs everything. Outputs are wrong while
+    any bit is set. Returns the previous setting. Not for use while a call runs."""
+    global _skip
+    if skip < 0 or skip > 7:
+        raise ValueError(f"set_phases: skip must be a bit mask in 0..7, got {skip}")
+    previous = _skip
+    _skip = skip
+    return previous
 
 
 cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int num_threads) noexcept nogil:
@@ -834,8 +860,10 @@ cdef int _wino_private(const _WinoLayer* L, Py_ssize_t tiles, Py_ssize_t tb, int
                 continue
             t0 = unit * tb
             nt = min(tiles - t0, tb)
-            _wino_input(L, 0, L.c_in, t0, nt, vbuf, ldb, ldt_v, sbuf, ldst)
-            _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, 0, panels, obp, mbuf, ldt_m)
+            if not _skip & 1:
+                _wino_input(L, 0, L.c_in, t0, nt, vbuf, ldb, ldt_v, sbuf, ldst)
+            if not _skip & 2:
+                _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, 0, panels, obp, mbuf, ldt_m)
         _aligned_free(sbuf)
         _aligned_free(mbuf)
         _aligned_free(vbuf)
@@ -885,11 +913,11 @@ cdef int _wino_shared(const _WinoLayer* L, Py_ssize_t tiles, int num_threads) no
     for ci in range(nchunks):
         t0 = ci * chunk
         nt = min(tiles - t0, chunk)
-        for cb in prange(cblocks, num_threads=num_threads, schedule="dynamic"):
+        for cb in prange(0 if _skip & 1 else cblocks, num_threads=num_threads, schedule="dynamic"):
             c0 = cb * cpb
             _wino_input(L, c0, min(c_in - c0, cpb), t0, nt, vbuf + c0 * ldb, ldb, ldt_v,
                         sbufs + threadid() * sstride, ldst)
-        for pu in prange(punits, num_threads=num_threads, schedule="dynamic"):
+        for pu in prange(0 if _skip & 2 else punits, num_threads=num_threads, schedule="dynamic"):
             p_lo = pu * ppu
             _wino_gemm_output(L, vbuf, ldb, ldt_v, t0, nt, p_lo, min(p_lo + ppu, panels), obp,
                               mbufs + threadid() * mstride, ldt_m)

@@ -5,6 +5,7 @@ is optional), and checks the output's structure, never the timings.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,44 @@ def test_profile_model_compares_convolutions_by_shape(model):
     assert f"{model} b1, 1 threads: pyconv.onnx" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) >= 3   # the header and at least two convolution shapes
+
+
+@pytest.mark.parametrize("m", ["4", "2"])
+def test_winograd_phases_splits_a_call_and_leaves_the_kernels_whole(m):
+    script = os.path.join(os.path.dirname(RUN), "winograd_phases.py")
+    proc = subprocess.run([sys.executable, script, "--shapes", "1x8x9:5", "2x16x6:16", "--m", m,
+                           "--budget", "0", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "GFLOP/s" in proc.stdout
+    for shape in ("1x8x9:5", "2x16x6:16"):
+        assert re.search(rf"^  {re.escape(shape)} +\d+\.\d+ ", proc.stdout, re.M), proc.stdout
+
+
+def test_winograd_set_phases_leaves_out_parts_and_restores_the_whole_call():
+    import numpy as np
+    from pyconv import _dispatch
+    kernels = _dispatch.kernels
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((5, 8, 3, 3)).astype(np.float32)
+    u = np.empty((36, 5, 8), np.float32)
+    kernels.winograd_weights(w, u)
+    b = np.zeros(5, np.float32)
+
+    def run(skip):
+        y = np.full((1, 5, 9, 9), 7.0, np.float32)
+        previous = kernels.set_phases(skip)
+        try:
+            kernels.winograd_conv2d(x, u, b, y, 1, 1, -np.inf, np.inf, 1)
+        finally:
+            kernels.set_phases(previous)
+        return y
+
+    whole = run(0)
+    assert not np.all(whole == 7.0)
+    assert np.all(run(4) == 7.0) and np.all(run(2) == 7.0)   # no output transform: y untouched
+    assert np.array_equal(run(0), whole)
+    with pytest.raises(ValueError, match="skip"):
+        kernels.set_phases(8)
+    assert kernels.set_phases(0) == 0
