@@ -299,7 +299,12 @@ cdef void _pack_b(const floating* x, floating* bp, Py_ssize_t ldb, Py_ssize_t qb
     x: one image's channels of one group (c, h, wd). The pixels of the block split
     into runs that stay within one output row; each run of each tap is one (strided)
     copy of an input row segment -- a single memcpy for stride 1 -- with zeros where
-    the tap reads padding.
+    the tap reads padding. (Tried 2026-12 for stride 2: each input row split once per
+    (c, u) into its even and odd columns, every tap's run then a memcpy from them
+    instead of kw gathers of the same row -- benchmarks/ab.py --set avx512 --kernel gemm,
+    Zen 4, 2 threads: stem 7x7/2 b1 0.98x the time, b8 1.01, 3x3/2 128@56 1.00, 256@28
+    1.00, 512@14 1.01, at b8 1.00 and 1.00. Not kept: the gathers are not what the
+    packing waits for.)
     """
     cdef Py_ssize_t k, c, u, v, q, oh, ow, ln, ih, off, a, e, t, fa, fe
     cdef Py_ssize_t n_out = np_ if pad_to <= qb + np_ else pad_to - qb
