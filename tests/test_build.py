@@ -77,7 +77,7 @@ def test_bad_build_settings_stop_the_build_at_once(name, value):
     assert name in proc.stderr and value in proc.stderr
 
 
-def _stub_names(path, seen=None):
+def _stub_names(path):
     """The public names a .pyi stub declares, following its ``from pyconv.X import *``."""
     import ast
     tree = ast.parse(open(path).read())
@@ -89,7 +89,7 @@ def _stub_names(path, seen=None):
             names.add(node.target.id)
         elif isinstance(node, ast.Assign):
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-        elif (isinstance(node, ast.ImportFrom) and node.module.startswith("pyconv.")
+        elif (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyconv.")
               and any(alias.name == "*" for alias in node.names)):
             other = os.path.join(os.path.dirname(path), node.module.split(".", 1)[1] + ".pyi")
             names |= _stub_names(other)
