@@ -33,7 +33,13 @@
 #            unit adds its block of the residual while the block is in cache, then clamps
 #
 # Workspace: one KC x NC buffer per thread (<= 512 KiB float32) -- bounded, never a
-# full im2col, and no packed copy of the weights.
+# full im2col, and no packed copy of the weights. (Tried 2026-12: the weights copied
+# once into panel-contiguous blocks, MR rows x KC taps per K block, each A panel one
+# sequential 8 KiB run instead of MR rows lda apart -- benchmarks/ab.py --set avx512
+# --kernel gemm --cold (Zen 4, 2 threads, b1): 3x3/2 512@14 1.20x the time, 1x1
+# 2048 -> 512 @7 1.20, 512 -> 2048 @7 1.04, 1024 -> 256 @14 1.05, 3x3 256@14 1.06,
+# 3x3/2 256@28 1.06. Not kept: the rows read in place, with _prefetch_weights, stream
+# from DRAM at least as well.)
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uintptr_t
