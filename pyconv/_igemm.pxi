@@ -19,7 +19,7 @@
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
 #                                    (in rows of the block; tile-major for AVX2's 1x1
-#                                    layers, _tiled_b)
+#                                    layers and AVX-512's float64 ones, _tiled_b)
 #              for each M block of MC_ROWS channels (MC_ROWS / MR panels; their
 #                                    weights, read in place, 32 KiB, stay in L1/L2; a
 #                                    large filter's next panel is prefetched into L2):
@@ -200,12 +200,14 @@ cdef inline bint _tiled_b(floating dummy, bint plain_1x1, Py_ssize_t k_n) noexce
     0.89-0.94. Not for other layers: their rows are built from input row segments,
     and copying them on into tiles cost about what the micro-kernel saved (a version
     that packed every layer tile-major gained nothing on 3x3 layers; not kept). Not on
-    the SSE2 set (PYCONV_KERNELS=generic: 0.99-1.07), nor on AVX-512, whose 48-float
-    rows are 3 whole lines: PYCONV_KERNELS=avx512 benchmarks/paths.py layout (Zen 4,
-    2 threads) 0.98-1.02 on the same nine layers, 8 x 512 -> 128 @28 1.02."""
+    the SSE2 set (PYCONV_KERNELS=generic: 0.99-1.07), nor for float32 on AVX-512, whose
+    48-float rows are 3 whole lines: PYCONV_KERNELS=avx512 benchmarks/paths.py layout
+    (Zen 4, 2 threads) 0.98-1.02 on the same nine layers, 8 x 512 -> 128 @28 1.02; its
+    float64 (--float64, 24-double rows) 0.98-1.00 on all nine: tile-major there too."""
     if _b_layout != 0:
         return plain_1x1 and _b_layout == 1
-    return PYCONV_VBYTES == 32 and plain_1x1 and k_n > ROW_B_MAX_K
+    return ((PYCONV_VBYTES == 32 or (PYCONV_VBYTES == 64 and floating is double))
+            and plain_1x1 and k_n > ROW_B_MAX_K)
 
 
 cdef inline bint _plain_1x1(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
