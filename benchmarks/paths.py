@@ -9,6 +9,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     python benchmarks/paths.py rerun                           # ONNX Conv: kept call checked whole vs by its input
     PYCONV_KERNELS=avx2 python benchmarks/paths.py depthwise   # row tiles vs channels-last tile
     python benchmarks/paths.py layout --float64                # GEMM's packed B: rows vs tile-major
+    python benchmarks/paths.py layout --in-place               # GEMM's B: packed rows vs the input read in place
 
 Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 
@@ -29,7 +30,8 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 * ``layout``: a 1x1 stride-1 correlation by the kernel set's ``conv2d_igemm`` with its
   packed B in rows of the pixel block (A) or tile-major (B), forced with
   ``set_b_layout`` (_igemm.pxi's _tiled_b); "bitwise" when both give the same output.
-  Shapes NxCxH:OkK as for ab.py (1x1 only), ``--float64`` for double precision.
+  Shapes NxCxH:OkK as for ab.py (1x1 only), ``--float64`` for double precision;
+  ``--in-place``: B is the input itself, read in place (_in_place_b), not tile-major.
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
@@ -147,7 +149,7 @@ def depthwise_pair(shape, threads, rng):
     return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
 
 
-def layout_pair(shape, threads, rng, dtype):
+def layout_pair(shape, threads, rng, dtype, in_place=False):
     m = CONV.match(shape)
     if not m or m.group(5) != "1" or m.group(6) not in (None, "1") or m.group(7) not in (None, "0"):
         raise SystemExit(f"bad shape {shape!r}: want NxCxH:Ok1 (1x1, stride 1, no padding)")
@@ -165,7 +167,7 @@ def layout_pair(shape, threads, rng, dtype):
         finally:
             kernels.set_b_layout(previous)
 
-    a, b_ = lambda: run(2, ya), lambda: run(1, yb)
+    a, b_ = lambda: run(2, ya), lambda: run(3 if in_place else 1, yb)
     a()
     b_()
     return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
@@ -243,6 +245,8 @@ def main():
     parser.add_argument("--against", choices=("generic", "avx2", "avx512"),
                         help="maxpool: compare with this kernel set's kernel, not the general one")
     parser.add_argument("--float64", action="store_true", help="layout: double precision")
+    parser.add_argument("--in-place", action="store_true",
+                        help="layout: B read in place from the input instead of tile-major")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per shape")
     args = parser.parse_args()
@@ -252,6 +256,8 @@ def main():
              "layout": ("rows", "tile-major"), "rerun": ("whole", "by input")}[args.pair]
     if args.pair == "maxpool" and args.against:
         names = (args.against, _dispatch.name)
+    if args.pair == "layout" and args.in_place:
+        names = ("rows", "in place")
     print(f"{args.pair}: {names[1]} / {names[0]} time, {args.threads} threads, "
           f"kernel set {_dispatch.name}" + (", read-only weights" if args.read_only else ""))
     with pyconv.num_threads(args.threads):
@@ -266,7 +272,7 @@ def main():
                 a, b, extra = depthwise_pair(shape, args.threads, rng)
             elif args.pair == "layout":
                 a, b, extra = layout_pair(shape, args.threads, rng,
-                                          np.float64 if args.float64 else np.float32)
+                                          np.float64 if args.float64 else np.float32, args.in_place)
             else:
                 a, b, extra = maxpool_pair(shape, args.threads, rng, args.against)
             ta, tb, ratio, pairs = alternate(a, b, args.budget)

@@ -219,16 +219,36 @@ cdef inline bint _plain_1x1(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssiz
             and ow_n == wd and oh_n <= h)
 
 
-cdef int _b_layout = 0   # _tiled_b's override: 0 its rule, 1 tile-major (plain 1x1), 2 rows
+cdef int _b_layout = 0   # override of _tiled_b and _in_place_b: 0 their rules, 1
+                         # tile-major (plain 1x1), 2 rows, 3 in place (plain 1x1)
+
+
+cdef inline bint _in_place_b(bint plain_1x1, bint tiled, Py_ssize_t m_n, Py_ssize_t k_n) noexcept nogil:
+    """Whether _igemm_conv2d's micro-kernels read B from the input itself, with no
+    packing: for 1x1 stride-1 unpadded layers whose B would be packed in rows of the
+    block -- X_col is then x, whose channel rows (h*wd apart) serve as B's rows -- with
+    fewer output channels than input channels (m_n < k_n), in the pixel blocks of
+    whole tiles without the tail kernel's pixels (the others pack as before); not on
+    the SSE2 set (aligned B loads, _ukernel.h). Bitwise the packed result: the same
+    products in the same order. A reduce layer packs its large input for few output
+    panels; an expand layer reuses its small packed block across many, and read in
+    place lost. benchmarks/paths.py layout --in-place (Zen 4, AVX-512, 2 threads, in
+    place / packed rows time): 256 -> 64 @56 0.90, 144 -> 24 @56 0.90, 32 -> 16 @112
+    0.76, 512 -> 256 @28 1.01; 16 -> 96 @112 1.28, 24 -> 144 @56 1.06, 64 -> 256 @56
+    0.98, 96 -> 576 @14 1.00, 8 x 64 -> 64 @56 1.03."""
+    if PYCONV_VBYTES < 32 or not plain_1x1:
+        return False
+    return _b_layout == 3 if _b_layout != 0 else (not tiled and m_n < k_n)
 
 
 def set_b_layout(int layout):
-    """For tests and benchmarks: the GEMM's packed-B layout for 1x1 stride-1 unpadded
-    layers -- 0 = by _tiled_b's rule, 1 = tile-major, 2 = rows (both give bitwise the
-    same results); returns the previous setting. Not for use while a call runs."""
+    """For tests and benchmarks: the GEMM's B for 1x1 stride-1 unpadded layers -- 0 =
+    by the rules of _tiled_b and _in_place_b, 1 = packed tile-major, 2 = packed in rows,
+    3 = read in place from the input (packed in rows on the SSE2 set; all give bitwise
+    the same results); returns the previous setting. Not for use while a call runs."""
     global _b_layout
-    if layout not in (0, 1, 2):
-        raise ValueError(f"set_b_layout: layout must be 0, 1 or 2, got {layout}")
+    if layout not in (0, 1, 2, 3):
+        raise ValueError(f"set_b_layout: layout must be 0, 1, 2 or 3, got {layout}")
     previous = _b_layout
     _b_layout = layout
     return previous
@@ -691,8 +711,11 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
     cdef Py_ssize_t nc_last = p_n - (pblocks - 1) * tiles_w // pblocks * nr  # the last (to p_n)
     cdef Py_ssize_t nc_pad = (nc_last + nr - 1) // nr * nr  # packed columns of the last block
     cdef Py_ssize_t ldb = _odd_line_stride(nc if nc > nc_pad else nc_pad, sizeof(floating))
-    cdef _PackedB lay = _packed_b(<floating>0, _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n),
-                                  k_n, ldb)   # B's layout
+    cdef bint plain = _plain_1x1(kh, kw, sh, sw, ph, pw, h, wd, oh_n, ow_n)
+    cdef _PackedB lay = _packed_b(<floating>0, plain, k_n, ldb)   # B's layout
+    cdef bint in_place = _in_place_b(plain, lay.tiled, m_n, k_n)
+    cdef const floating* b_blk
+    cdef Py_ssize_t b_ts, b_ld
     cdef Py_ssize_t mblocks = 1
     if img_units * pblocks < 4 * t_n:
         while (img_units * pblocks * mblocks) % t_n and 4 * (mblocks + 1) <= panels:
@@ -743,11 +766,19 @@ cdef int _igemm_conv2d(const floating* xp, const floating* wp, const floating* b
                 kc = k_n - k0
                 if kc > KC:
                     kc = KC
-                _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, lay.pack_ld, 0, k0, kc, p0, np_,
-                        h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, n_tiles * nr)
-                if has_tail:
-                    _transpose_tail(buf + (n_tiles - 1) * lay.ts, lay.ld, kc, tail, vl, bt)
-                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, buf, lay.ts, lay.ld, bt,
+                if in_place and not has_tail and np_ % nr == 0:   # B = x's rows (_in_place_b)
+                    b_blk = xp + (n * c_all + g * c_in + k0) * h * wd + p0
+                    b_ts = nr
+                    b_ld = h * wd
+                else:
+                    _pack_b(xp + (n * c_all + g * c_in) * h * wd, buf, lay.pack_ld, 0, k0, kc, p0, np_,
+                            h, wd, ow_n, kh, kw, sh, sw, ph, pw, dh, dw, n_tiles * nr)
+                    if has_tail:
+                        _transpose_tail(buf + (n_tiles - 1) * lay.ts, lay.ld, kc, tail, vl, bt)
+                    b_blk = buf
+                    b_ts = lay.ts
+                    b_ld = lay.ld
+                _gemm_kblock(wp + g * m_n * k_n + k0, k_n, b_blk, b_ts, b_ld, bt,
                              yp + (n * c_out + g * m_n + mp0 * PYCONV_MR) * p_n + p0, p_n,
                              mp0, mp1, m_n, kc, np_, has_tail, kb > 0,
                              bp + g * m_n if kb == n_kb - 1 else NULL, lo_k, hi_k, prefetch)

@@ -158,13 +158,22 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
       PYCONV_STORE1(m, 0)                                                          \
       if (nv > 1) PYCONV_STORE1(m, 1)                                              \
       if (nv > 2) PYCONV_STORE1(m, 2) }
+/* B's vectors: packed ones are aligned, but a 1x1 layer's B may also be the input read
+ * in place (_igemm.pxi, _in_place_b), at any alignment -- so with AVX, whose unaligned
+ * loads cost what aligned ones do, every B load is unaligned; the SSE2 set, whose
+ * arithmetic takes only aligned memory operands, keeps aligned loads and always packs. */
+#if PYCONV_VBYTES >= 32
+#define PYCONV_LOADB(p) (*(const VU *)(p))
+#else
+#define PYCONV_LOADB(p) (*(const V *)(p))
+#endif
 #define PYCONV_UKR_BODY_ROWS(ROWS)                                                 \
     ROWS(PYCONV_ACC_DECL)                                                          \
     for (int64_t k = 0; k < kc; k++) {                                             \
         const S *bk = B + k * ldb;                                                 \
-        V b0 = *(const V *)bk, b1 = b0, b2 = b0;                                   \
-        if (nv > 1) b1 = *(const V *)(bk + VL);                                    \
-        if (nv > 2) b2 = *(const V *)(bk + 2 * VL);                                \
+        V b0 = PYCONV_LOADB(bk), b1 = b0, b2 = b0;                                 \
+        if (nv > 1) b1 = PYCONV_LOADB(bk + VL);                                    \
+        if (nv > 2) b2 = PYCONV_LOADB(bk + 2 * VL);                                \
         ROWS(PYCONV_ACC_FMA)                                                       \
     }                                                                              \
     V lov = (V){0} + lo, hiv = (V){0} + hi;                                        \

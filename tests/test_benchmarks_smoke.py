@@ -55,7 +55,8 @@ def test_json_holds_every_measurement(quick_run):
                                   ["maxpool", "--shapes", "1x8x20:k2s2", "2x3x15:k3s2p1c"],
                                   ["maxpool", "--against", "generic", "--shapes", "1x8x37:k3s2p1"],
                                   ["join", "--shapes", "resnet50:1"],
-                                  ["rerun", "--shapes", "squeezenet:1"]])
+                                  ["rerun", "--shapes", "squeezenet:1"],
+                                  ["layout", "--in-place", "--shapes", "1x40x12:11k1", "2x16x9:32k1"]])
 def test_paths_alternates_both_paths(args):
     """benchmarks/paths.py runs both paths of each shape and prints one line per shape."""
     if args[0] in ("join", "rerun"):
@@ -66,7 +67,7 @@ def test_paths_alternates_both_paths(args):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "ratio" in line]
     assert len(lines) == len(args) - args.index("--shapes") - 1
-    if args[0] in ("join", "rerun") or "--against" in args:   # the same output, bit for bit
+    if args[0] in ("join", "rerun", "layout") or "--against" in args:   # the same output, bit for bit
         assert all("bitwise" in line for line in lines), lines
 
 

@@ -122,7 +122,8 @@ def test_gemm_stride2_padding_and_dilation(kernel_set, dtype):
                                                f"dilation {dilation}")
 
 
-# 1x1 stride-1 unpadded layers, whose B may be packed tile-major (_igemm.pxi, _tiled_b):
+# 1x1 stride-1 unpadded layers, whose B may be packed tile-major (_igemm.pxi, _tiled_b)
+# or read in place (_in_place_b: pixel blocks of whole tiles, here 96 and 192 pixels):
 # tile-straddling pixel counts, the tail kernel, two K and two pixel blocks, groups,
 # the folded GEMM (a tile across images), and channel counts around ROW_B_MAX_K = 64.
 LAYOUT_CASES = [
@@ -133,14 +134,17 @@ LAYOUT_CASES = [
     (1, 64, 10, 10, 8),     # 64 taps: rows under the rule
     (1, 257, 14, 14, 20),   # 196 pixels, the tail's 4; 257 taps
     (3, 200, 8, 6, 12, 2),  # groups (100 taps each)
+    (1, 40, 12, 8, 11),     # 96 pixels: whole tiles on every set, no tail
+    (2, 300, 16, 12, 24, 2),  # 192 pixels, two groups of 150 taps
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", LAYOUT_CASES)
 def test_gemm_b_layouts_bitwise(kernel_set, case, dtype):
-    """Both packed-B layouts (tile-major and rows of the block, forced with
-    set_b_layout) and the default rule give bitwise the same output -- the
+    """Both packed-B layouts (tile-major and rows of the block), B read in place from
+    the input (forced with set_b_layout) and the default rule give bitwise the same
+    output -- the
     micro-kernel sums the same products in the same order -- for any thread count,
     and match the direct kernel."""
     n, c_in, h, w, c_out, *rest = case
@@ -150,7 +154,7 @@ def test_gemm_b_layouts_bitwise(kernel_set, case, dtype):
     weight = rng.standard_normal((c_out, c_in // groups, 1, 1)).astype(dtype)
     bias = rng.standard_normal(c_out).astype(dtype)
     outputs = []
-    for layout in (1, 2, 0):
+    for layout in (1, 2, 3, 0):
         previous = kernel_set.set_b_layout(layout)
         try:
             outputs.append(same_for_any_threads(
@@ -165,8 +169,8 @@ def test_gemm_b_layouts_bitwise(kernel_set, case, dtype):
 
 
 def test_set_b_layout_checks_its_argument(kernel_set):
-    with pytest.raises(ValueError, match="layout must be 0, 1 or 2, got 3"):
-        kernel_set.set_b_layout(3)
+    with pytest.raises(ValueError, match="layout must be 0, 1, 2 or 3, got 4"):
+        kernel_set.set_b_layout(4)
 
 
 def test_fused_clamp_and_nan(kernel_set):
