@@ -19,7 +19,9 @@
 #                                    a per-thread KC x NC buffer: it stays in L2, and
 #                                    the micro-kernel reads its NR-pixel tiles in place
 #                                    (in rows of the block; tile-major for AVX2's 1x1
-#                                    layers and AVX-512's float64 ones, _tiled_b)
+#                                    layers and AVX-512's float64 ones, _tiled_b);
+#                                    a 1x1 reduce layer's whole tiles skip it and read
+#                                    the input's rows in place (_in_place_b)
 #              for each M block of MC_ROWS channels (MC_ROWS / MR panels; their
 #                                    weights, read in place, 32 KiB, stay in L1/L2; a
 #                                    large filter's next panel is prefetched into L2):
