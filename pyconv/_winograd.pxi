@@ -203,34 +203,45 @@ cdef extern from *:
         }
     }
 
-    /* v[t*ldt + l] = lane l of d[t], t < np, for the lanes l < lanes (the last columns
-     * of V's rows: lanes < VL) or all VL. */
-    static inline void pyconv_wino_store(const pyconv_vf *d, int np, float *v, int64_t ldt,
-                                         int64_t lanes)
+    /* p[l] = lane l of d for l < n (0 <= n <= VL), nothing written at or past p + n: a
+     * masked store where the kernel set has one, else lane by lane. The transforms'
+     * vectors of tiles end short at a run's or an image's edge (a 56-wide image is 14
+     * tiles, a vector 16): staging each through a buffer and copying the lanes out
+     * took 10 % of the input transform (perf, 64@56x56). */
+    static inline void pyconv_wino_storen(float *p, pyconv_vf d, int64_t n)
     {
-        enum { VL = PYCONV_WVL };
-        float clip[36 * VL] __attribute__((aligned(PYCONV_ALIGN)));
-        if (lanes >= VL) {
-            for (int t = 0; t < np; t++)
-                *(pyconv_wvu *)(v + t * ldt) = d[t];
-        } else {
-            for (int t = 0; t < np; t++)
-                *(pyconv_vf *)(clip + t * VL) = d[t];
-            for (int t = 0; t < np; t++)
-                for (int64_t l = 0; l < lanes; l++)
-                    v[t * ldt + l] = clip[t * VL + l];
-        }
+    #if defined(__AVX512F__) && PYCONV_WVL == 16
+        _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)d);
+    #elif defined(__AVX2__) && PYCONV_WVL == 8
+        const pyconv_vfi iota = {0, 1, 2, 3, 4, 5, 6, 7};
+        _mm256_maskstore_ps(p, (__m256i)(iota < (int)n), (__m256)d);
+    #else
+        for (int64_t l = 0; l < n; l++)
+            p[l] = d[l];
+    #endif
+    }
+
+    /* A whole vector at p when lanes >= VL, else its first `lanes` lanes. */
+    static inline void pyconv_wino_put(float *p, pyconv_vf d, int64_t lanes)
+    {
+        if (lanes >= PYCONV_WVL)
+            *(pyconv_wvu *)p = d;
+        else
+            pyconv_wino_storen(p, d, lanes);
     }
 
     /* Zeros in V's columns nt .. nt rounded up to VL (read by the GEMMs, never stored by
-     * a transform), np points, c_in rows of ldb columns per point. */
+     * a transform), np points, c_in rows of ldb columns per point: one masked vector per
+     * row (nt % VL == 0: nothing). */
     static inline void pyconv_wino_zero_tail(float *v, int64_t c_in, int np, int64_t nt,
                                              int64_t ldb, int64_t ldt)
     {
+        const int64_t n = (PYCONV_WVL - nt % PYCONV_WVL) % PYCONV_WVL;
+        if (n == 0)
+            return;
         for (int64_t c = 0; c < c_in; c++)
             for (int t = 0; t < np; t++)
-                for (int64_t l = nt; l % PYCONV_WVL; l++)
-                    v[t * ldt + c * ldb + l] = 0.0f;
+                pyconv_wino_storen(v + t * ldt + c * ldb + nt, (pyconv_vf){0}, n);
     }
 
     /* Input transform of tiles [t0, t0 + nt), channels c < c_in of x (images c_img
@@ -272,10 +283,14 @@ cdef extern from *:
                         dr[5] = PYCONV_WSHUF(dr[1], (pyconv_vf){0} + sr[4 * VL + 1], PYCONV_WNEXT);
                         pyconv_wino_bt6(dr, 1, e + 6 * r, 1);    /* rows: e = d B */
                     }
-                    for (int q = 0; q < 6; q++)                /* columns: B^T d B */
-                        pyconv_wino_bt6(e + q, 6, d + q, 6);
-                    int64_t jg = j + VL * g;
-                    pyconv_wino_store(d, 36, v + c * ldb + jg, ldt, ldb - jg);
+                    int64_t jg = j + VL * g, lanes = ldb - jg;
+                    float *vc = v + c * ldb + jg;
+                    for (int q = 0; q < 6; q++) {              /* columns: B^T d B, into V */
+                        pyconv_vf o[6];
+                        pyconv_wino_bt6(e + q, 6, o, 1);
+                        for (int i = 0; i < 6; i++)
+                            pyconv_wino_put(vc + (6 * i + q) * ldt, o[i], lanes);
+                    }
                 }
             }
             j += run.len;
@@ -297,7 +312,6 @@ cdef extern from *:
                                        int64_t tw, int64_t tpi, int64_t t0, int64_t nt)
     {
         enum { VL = PYCONV_WVL };
-        float part[4 * VL] __attribute__((aligned(PYCONV_ALIGN)));
         pyconv_vf mv[36], tmp[24], yv[16];
         const int64_t ohw = oh * ow;
         const pyconv_vf lov = (pyconv_vf){0} + lo, hiv = (pyconv_vf){0} + hi;
@@ -324,15 +338,8 @@ cdef extern from *:
                         pyconv_vf *yr = yv + 4 * i;
                         pyconv_wino_t4(yr);
                         pyconv_wino_blocks(yr, 0);
-                        if (cols == 4 * VL) {
-                            for (int k = 0; k < 4; k++)
-                                *(pyconv_wvu *)(dst + k * VL) = yr[k];
-                        } else {
-                            for (int k = 0; k < 4; k++)
-                                *(pyconv_vf *)(part + k * VL) = yr[k];
-                            for (int64_t k = 0; k < cols; k++)
-                                dst[k] = part[k];
-                        }
+                        for (int k = 0; k < 4 && k * VL < cols; k++)
+                            pyconv_wino_put(dst + k * VL, yr[k], cols - k * VL);
                     }
                 }
             }
@@ -408,10 +415,14 @@ cdef extern from *:
                         dr[3] = PYCONV_WSHUF(dr[1], (pyconv_vf){0} + sr[2 * VL + 1], PYCONV_WNEXT);
                         pyconv_wino2_bt4(dr, 1, e + 4 * r, 1);   /* rows: e = d B */
                     }
-                    for (int q = 0; q < 4; q++)                /* columns: B^T d B */
-                        pyconv_wino2_bt4(e + q, 4, d + q, 4);
-                    int64_t jg = j + VL * g;
-                    pyconv_wino_store(d, 16, v + c * ldb + jg, ldt, ldb - jg);
+                    int64_t jg = j + VL * g, lanes = ldb - jg;
+                    float *vc = v + c * ldb + jg;
+                    for (int q = 0; q < 4; q++) {              /* columns: B^T d B, into V */
+                        pyconv_vf o[4];
+                        pyconv_wino2_bt4(e + q, 4, o, 1);
+                        for (int i = 0; i < 4; i++)
+                            pyconv_wino_put(vc + (4 * i + q) * ldt, o[i], lanes);
+                    }
                 }
             }
             j += run.len;
@@ -427,7 +438,6 @@ cdef extern from *:
                                         int64_t tw, int64_t tpi, int64_t t0, int64_t nt)
     {
         enum { VL = PYCONV_WVL };
-        float part[2 * VL] __attribute__((aligned(PYCONV_ALIGN)));
         pyconv_vf mv[16], tmp[8], yv[4], row[2];
         const int64_t ohw = oh * ow;
         const pyconv_vf lov = (pyconv_vf){0} + lo, hiv = (pyconv_vf){0} + hi;
@@ -453,15 +463,9 @@ cdef extern from *:
                     for (int64_t i = 0; i < rows; i++, dst += ow) {
                         row[0] = PYCONV_WSHUF(yv[2 * i], yv[2 * i + 1], PYCONV_WZIPLO);
                         row[1] = PYCONV_WSHUF(yv[2 * i], yv[2 * i + 1], PYCONV_WZIPHI);
-                        if (cols == 2 * VL) {
-                            *(pyconv_wvu *)dst = row[0];
-                            *(pyconv_wvu *)(dst + VL) = row[1];
-                        } else {
-                            *(pyconv_vf *)part = row[0];
-                            *(pyconv_vf *)(part + VL) = row[1];
-                            for (int64_t k = 0; k < cols; k++)
-                                dst[k] = part[k];
-                        }
+                        pyconv_wino_put(dst, row[0], cols);
+                        if (cols > VL)
+                            pyconv_wino_put(dst + VL, row[1], cols - VL);
                     }
                 }
             }
