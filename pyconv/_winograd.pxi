@@ -53,7 +53,9 @@
 # 1.00, 256@14 0.96, 64@224 1.13; software prefetch of the next channel's input rows
 # and M lines -- 1.00, 1.00, 1.00, 1.00, 0.99, 1.04. Not kept. Where the time goes:
 # benchmarks/winograd_phases.py -- at 64 and 128 channels the two transforms take
-# 35-45 % of a call, the GEMMs run at 170-217 GFLOP/s.)
+# 35-45 % of a call, the GEMMs run at 170-217 GFLOP/s; since the masked edge stores
+# (pyconv_wino_storen), input + output: 1x64@56 17 + 12 %, 8x64@56 26 + 18 %, 8x128@28
+# 19 + 11 %.)
 # The transforms are straight-line C on GCC/Clang vector types (the width of the
 # kernel set), written as Cython verbatim C so that they stay in this file.
 
