@@ -262,9 +262,10 @@ def main(argv=None):
     opts = ap.parse_args(argv)
 
     import pyconv
+    from pyconv import _dispatch
     if opts.kernel == "avgpool":
         return main_pool(opts)
-    new = importlib.import_module(f"pyconv._kernels_{opts.set}")
+    new = _dispatch.load(opts.set)
     default = ["depthwise" if opts.kernel == "direct" else "resnet50"]
     shapes = [s for name in opts.shapes or default for s in PRESETS.get(name, [name])]
     if opts.kernel in ("winograd", "winograd2x2"):
@@ -273,7 +274,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         if opts.against:
-            base = importlib.import_module(f"pyconv._kernels_{opts.against}")
+            base = _dispatch.load(opts.against)
             opts.base = f"set {opts.against}"
         else:
             base = build_base(opts.base, opts.set, workdir)
@@ -300,8 +301,9 @@ def main_pool(opts):
     """--kernel avgpool: the working tree's average pooling (its --set kernel set's)
     against the base revision's."""
     import pyconv
+    from pyconv import _dispatch
 
-    new = importlib.import_module(f"pyconv._kernels_{opts.set}")
+    new = _dispatch.load(opts.set)
 
     shapes = [s for name in opts.shapes or ["pooling"] for s in PRESETS.get(name, [name])]
     rng = np.random.default_rng(0)

@@ -26,15 +26,32 @@ kernels = None  # the module in use
 name = None  # its name
 
 
+_NEEDS = {"avx512": "AVX-512F", "avx2": "AVX2 and FMA"}
+
+
+def load(kernel_set):
+    """The module of ``kernel_set``, imported only if this CPU can run it: ImportError
+    otherwise, and where the build left the set out.
+
+    Never import a ``pyconv._kernels_<name>`` module directly on a CPU without its ISA:
+    the module is compiled whole with the set's flags, its initialisation included
+    (GCC copies structs there with 512-bit moves), so the import itself stops the
+    process with SIGILL -- as ``import pyconv._kernels_avx512`` did on a Zen 3."""
+    if kernel_set not in ORDER:
+        raise ValueError(f"kernel set must be one of {', '.join(ORDER)}; got {kernel_set!r}")
+    if kernel_set != "generic" and not _features.get(kernel_set, False):
+        raise ImportError(f"kernel set {kernel_set!r} needs {_NEEDS[kernel_set]}, which this "
+                          f"CPU lacks")
+    return importlib.import_module(f"pyconv._kernels_{kernel_set}")
+
+
 def supported():
     """The kernel sets this CPU can run and this build contains, best first."""
     result = []
     for candidate in ORDER:
-        if candidate != "generic" and not _features.get(candidate, False):
-            continue
         try:
-            importlib.import_module(f"pyconv._kernels_{candidate}")
-        except ImportError:  # not built here (e.g. aarch64 has no x86 sets)
+            load(candidate)
+        except ImportError:  # not runnable here, or not built (aarch64 has no x86 sets)
             continue
         result.append(candidate)
     return result
@@ -47,7 +64,7 @@ def use(kernel_set):
         raise ValueError(f"kernel set {kernel_set!r} is not available here; "
                          f"supported: {supported()}")
     previous = name
-    kernels = importlib.import_module(f"pyconv._kernels_{kernel_set}")
+    kernels = load(kernel_set)
     name = kernel_set
     return previous
 

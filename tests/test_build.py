@@ -103,10 +103,14 @@ def test_each_compiled_module_stub_names_what_the_module_has(module):
     import types
     import pyconv
     stub = os.path.join(os.path.dirname(pyconv.__file__), module + ".pyi")
+    from pyconv import _dispatch
     try:
-        compiled = importlib.import_module("pyconv." + module)
-    except ImportError:
-        pytest.skip(f"pyconv.{module} is not built on this machine")   # an ISA set not built here
+        if module.startswith("_kernels_"):   # a set this CPU lacks must not be imported: SIGILL
+            compiled = _dispatch.load(module[len("_kernels_"):])
+        else:
+            compiled = importlib.import_module("pyconv." + module)
+    except ImportError as error:   # an ISA set not built, or not runnable, here
+        pytest.skip(f"pyconv.{module}: {error}")
     public = {n for n, v in vars(compiled).items()
               if not n.startswith("_") and not isinstance(v, types.ModuleType)}
     declared = _stub_names(stub)

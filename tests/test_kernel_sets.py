@@ -216,6 +216,22 @@ def test_unavailable_set_falls_back_with_a_warning():
     assert "PYCONV_KERNELS" in err
 
 
+@pytest.mark.parametrize("name", ["avx512", "avx2"])
+def test_a_set_the_cpu_lacks_is_refused_before_its_import(monkeypatch, name):
+    """_dispatch.load checks the CPU first: the module's own initialisation is compiled
+    with the set's flags, and importing it on a CPU without them is a SIGILL (seen on
+    a Zen 3 with the avx512 set). The CPU here is made to lack the set."""
+    monkeypatch.setattr(_dispatch, "_features", dict(_dispatch._features, **{name: False}))
+    with pytest.raises(ImportError, match=f"kernel set '{name}' needs"):
+        _dispatch.load(name)
+    assert name not in _dispatch.supported()
+    with pytest.raises(ValueError, match="is not available here"):
+        _dispatch.use(name)
+    with pytest.raises(ValueError, match="kernel set must be one of"):
+        _dispatch.load("sse9")
+    assert _dispatch.load("generic").__name__ == "pyconv._kernels_generic"
+
+
 def test_show_config_reports_the_set():
     info = pyconv.show_config(file=open(os.devnull, "w"))
     assert info["kernels"] == _dispatch.name
