@@ -10,6 +10,7 @@ alternated: the evidence behind an 'auto' rule or a kernel choice.
     PYCONV_KERNELS=avx2 python benchmarks/paths.py depthwise   # row tiles vs channels-last tile
     python benchmarks/paths.py layout --float64                # GEMM's packed B: rows vs tile-major
     python benchmarks/paths.py layout --in-place               # GEMM's B: packed rows vs the input read in place
+    python benchmarks/paths.py transpose                       # matrix transposes: NumPy vs tiled kernel
 
 Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
 
@@ -32,6 +33,11 @@ Pairs (A / B; the ratio printed is B's time / A's, < 1: B is faster):
   ``set_b_layout`` (_igemm.pxi's _tiled_b); "bitwise" when both give the same output.
   Shapes NxCxH:OkK as for ab.py (1x1 only), ``--float64`` for double precision;
   ``--in-place``: B is the input itself, read in place (_in_place_b), not tile-major.
+* ``transpose``: B matrices of R x C transposed into a new C-contiguous (B, C, R)
+  array by NumPy (``np.ascontiguousarray(a.transpose(0, 2, 1))``, A) or by pyconv's tiled
+  kernel (functional._transposed, B), as col2im's weights and pixels and linear's input
+  and output need them. Shapes BxRxC; ``--float64`` for double precision; "bitwise" when
+  both give the same output.
 * ``join``: whole forward passes of a light ONNX model (bench_models.py) through
   pyconv.onnx, loaded without (A) and with (B) the residual join (onnx._fold_residual:
   Conv -> Add as one step). Shapes MODEL:BATCH; "bitwise" when both give the same output.
@@ -48,7 +54,6 @@ benchmark result: the suites (benchmarks/run.py) compare pyconv with its peers.
 """
 
 import argparse
-import importlib
 import os
 import re
 import statistics
@@ -80,6 +85,9 @@ PRESETS = {
     "layout": ["1x256x56:128k1", "1x512x28:256k1", "1x128x28:512k1", "1x1024x14:256k1",
                "1x2048x7:512k1", "8x2048x7:512k1", "8x512x28:128k1", "8x64x56:64k1",
                "1x256x56:64k1"],
+    # col2im's weights (DCGAN 128 -> 64 4x4, 512 -> 256 4x4) and pixels (8x512x4x4),
+    # linear's input and output at 64 rows (VGG's classifier: 25088 -> 4096 -> 1000)
+    "transpose": ["1x128x1024", "1x512x4096", "8x512x16", "1x64x25088", "1x1000x64"],
     "maxpool": ["1x64x224:k2s2", "1x128x112:k2s2", "1x512x28:k2s2", "1x512x14:k2s2",
                 "1x64x112:k3s2p1", "1x192x56:k3s2c", "1x480x28:k3s2c"],
 }
@@ -121,7 +129,7 @@ def maxpool_pair(shape, threads, rng, against=None):
     if against is None:
         general = lambda: _dispatch.kernels.max_pool2d_forward(x, y, None, k, k, s, s, p, p, 1, 1, threads)
         return general, kernel_set, ""
-    other = importlib.import_module(f"pyconv._kernels_{against}")
+    other = _dispatch.load(against)   # ImportError where this CPU cannot run the set
     y_other = np.empty_like(y)
     kernel_set()
     other.max_pool2d_fast(x, y_other, k, k, s, s, p, p, threads)
@@ -171,6 +179,16 @@ def layout_pair(shape, threads, rng, dtype, in_place=False):
     a()
     b_()
     return a, b_, "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
+
+
+def transpose_pair(shape, rng, dtype):
+    m = re.match(r"^(\d+)x(\d+)x(\d+)$", shape)
+    if not m:
+        raise SystemExit(f"bad shape {shape!r}: want BxRxC")
+    a = rng.standard_normal(tuple(int(g) for g in m.groups())).astype(dtype)
+    ya, yb = np.ascontiguousarray(a.transpose(0, 2, 1)), F._transposed(a)
+    return (lambda: np.ascontiguousarray(a.transpose(0, 2, 1))), (lambda: F._transposed(a)), \
+        "bitwise" if np.array_equal(ya, yb) else "OUTPUTS DIFFER"
 
 
 def model_input(shape, rng):
@@ -244,7 +262,7 @@ def main():
     parser.add_argument("--read-only", action="store_true", help="transposed: read-only weights")
     parser.add_argument("--against", choices=("generic", "avx2", "avx512"),
                         help="maxpool: compare with this kernel set's kernel, not the general one")
-    parser.add_argument("--float64", action="store_true", help="layout: double precision")
+    parser.add_argument("--float64", action="store_true", help="layout, transpose: double precision")
     parser.add_argument("--in-place", action="store_true",
                         help="layout: B read in place from the input instead of tile-major")
     parser.add_argument("--threads", type=int, default=2)
@@ -253,7 +271,8 @@ def main():
     rng = np.random.default_rng(0)
     names = {"transposed": ("col2im", "phases"), "maxpool": ("general", "kernel set"),
              "join": ("two steps", "joined"), "depthwise": ("direct", "channels-last"),
-             "layout": ("rows", "tile-major"), "rerun": ("whole", "by input")}[args.pair]
+             "layout": ("rows", "tile-major"), "rerun": ("whole", "by input"),
+             "transpose": ("numpy", "pyconv")}[args.pair]
     if args.pair == "maxpool" and args.against:
         names = (args.against, _dispatch.name)
     if args.pair == "layout" and args.in_place:
@@ -268,6 +287,8 @@ def main():
                 a, b, extra = join_pair(shape, rng)
             elif args.pair == "rerun":
                 a, b, extra = rerun_pair(shape, rng)
+            elif args.pair == "transpose":
+                a, b, extra = transpose_pair(shape, rng, np.float64 if args.float64 else np.float32)
             elif args.pair == "depthwise":
                 a, b, extra = depthwise_pair(shape, args.threads, rng)
             elif args.pair == "layout":

@@ -56,7 +56,9 @@ def test_json_holds_every_measurement(quick_run):
                                   ["maxpool", "--against", "generic", "--shapes", "1x8x37:k3s2p1"],
                                   ["join", "--shapes", "resnet50:1"],
                                   ["rerun", "--shapes", "squeezenet:1"],
-                                  ["layout", "--in-place", "--shapes", "1x40x12:11k1", "2x16x9:32k1"]])
+                                  ["layout", "--in-place", "--shapes", "1x40x12:11k1", "2x16x9:32k1"],
+                                  ["transpose", "--shapes", "1x33x70", "2x5x3"],
+                                  ["transpose", "--float64", "--shapes", "3x64x40"]])
 def test_paths_alternates_both_paths(args):
     """benchmarks/paths.py runs both paths of each shape and prints one line per shape."""
     if args[0] in ("join", "rerun"):
@@ -67,7 +69,7 @@ def test_paths_alternates_both_paths(args):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "ratio" in line]
     assert len(lines) == len(args) - args.index("--shapes") - 1
-    if args[0] in ("join", "rerun", "layout") or "--against" in args:   # the same output, bit for bit
+    if args[0] in ("join", "rerun", "layout", "transpose") or "--against" in args:   # the same output, bit for bit
         assert all("bitwise" in line for line in lines), lines
 
 
