@@ -5,6 +5,7 @@ in one process, calls alternated.
     python benchmarks/ab.py --base 2e0fe28 --shapes 1x3x224:64k7s2p3 1x512x14:512k3p1
     python benchmarks/ab.py --base HEAD --kernel winograd --shapes 8x128x14:128k3p1
     python benchmarks/ab.py --base HEAD --cold        # caches evicted before each call
+    python benchmarks/ab.py --base HEAD --float64 --shapes 1x256x56:64k1   # double precision
     python benchmarks/ab.py --base HEAD --models resnet50 vgg19 --budget 20   # whole networks
     python benchmarks/ab.py --base HEAD --kernel avgpool      # the kernel set's average pooling
     python benchmarks/ab.py --set avx512 --against avx2    # two built kernel sets, no base build
@@ -122,13 +123,13 @@ def evict(buf=[]):
     buf[0][::16] += 1.0
 
 
-def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False):
+def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False, dtype=np.float32):
     n, c, h, o, k, s, p = shape
     oh = (h + 2 * p - k) // s + 1
-    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
-    w = (rng.standard_normal((o, c, k, k), dtype=np.float32) * np.sqrt(2 / (c * k * k))).astype(np.float32)
-    b = rng.standard_normal(o, dtype=np.float32)
-    y0, y1 = np.empty((n, o, oh, oh), np.float32), np.empty((n, o, oh, oh), np.float32)
+    x = rng.standard_normal((n, c, h, h)).astype(dtype)
+    w = (rng.standard_normal((o, c, k, k)) * np.sqrt(2 / (c * k * k))).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    y0, y1 = np.empty((n, o, oh, oh), dtype), np.empty((n, o, oh, oh), dtype)
     if kernel == "gemm":
         args = (s, s, p, p, 1, 1, 1, -np.inf, np.inf, threads)
         calls = [lambda: base.conv2d_igemm(x, w, b, y0, *args),
@@ -252,6 +253,8 @@ def main(argv=None):
                     help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
                          "avgpool: the kernel set's average pooling, pool shapes, default preset pooling)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--float64", action="store_true",
+                    help="double precision (--kernel gemm or direct; Winograd is float32 only)")
     ap.add_argument("--cold", action="store_true",
                     help="evict the caches before each call (weights and input from DRAM, as "
                          "in a whole network at batch 1)")
@@ -266,6 +269,8 @@ def main(argv=None):
     if opts.kernel == "avgpool":
         return main_pool(opts)
     new = _dispatch.load(opts.set)
+    if opts.float64 and opts.kernel not in ("gemm", "direct"):
+        sys.exit(f"--float64: --kernel gemm or direct only, not {opts.kernel}")
     default = ["depthwise" if opts.kernel == "direct" else "resnet50"]
     shapes = [s for name in opts.shapes or default for s in PRESETS.get(name, [name])]
     if opts.kernel in ("winograd", "winograd2x2"):
@@ -289,10 +294,12 @@ def main(argv=None):
         for text in shapes if not opts.models else []:
             shape = parse_shape(text)
             t = time.perf_counter()
-            ab(base, new, shape, opts.threads, 2, rng, opts.kernel, opts.cold)
+            dtype = np.float64 if opts.float64 else np.float32
+            ab(base, new, shape, opts.threads, 2, rng, opts.kernel, opts.cold, dtype)
             once = max((time.perf_counter() - t) / 10, 1e-5)
             pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1
-            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel, opts.cold)
+            t0, t1, ratio = ab(base, new, shape, opts.threads, pairs, rng, opts.kernel, opts.cold,
+                               dtype)
             print(f"{text:22s} base {t0 * 1e3:8.3f} ms  new {t1 * 1e3:8.3f} ms  "
                   f"new/base {ratio:5.3f}  ({pairs} pairs)", flush=True)
 

@@ -167,8 +167,20 @@ static inline pyconv_vd pyconv_clamp_double(pyconv_vd v, pyconv_vd lo, pyconv_vd
 #else
 #define PYCONV_LOADB(p) (*(const V *)(p))
 #endif
+/* KUNROLL, in scope like BCAST: the k loop's unrolling. AVX2's float32 tiles unroll
+ * it by 2 (the loop's pointer and counter updates are 4 of its 23 instructions):
+ * benchmarks/ab.py --base HEAD --set avx2 (Zen 3, 2 threads) 0.90-1.01 the time on
+ * ResNet's 1x1, 3x3 and 7x7 layers at batch 1 and 8. Rolled: float64 (--float64
+ * 0.99-1.03), the narrow tiles (--kernel winograd 1.03 at 256@14x14 unrolled) and
+ * the other sets (not measured). */
+#if PYCONV_VBYTES == 32
+#define PYCONV_K_UNROLL_F32 _Pragma("GCC unroll 2")
+#else
+#define PYCONV_K_UNROLL_F32
+#endif
 #define PYCONV_UKR_BODY_ROWS(ROWS)                                                 \
     ROWS(PYCONV_ACC_DECL)                                                          \
+    KUNROLL                                                                        \
     for (int64_t k = 0; k < kc; k++) {                                             \
         const S *bk = B + k * ldb;                                                 \
         V b0 = PYCONV_LOADB(bk), b1 = b0, b2 = b0;                                 \
@@ -198,7 +210,9 @@ PYCONV_ALWAYS_INLINE void pyconv_ukr_f32_rows(int64_t kc, const float *restrict 
     enum { VL = PYCONV_VBYTES / 4 };
 #define BCAST PYCONV_BCAST_F
 #define CLAMP pyconv_clamp_float
+#define KUNROLL PYCONV_K_UNROLL_F32
     PYCONV_UKR_BODY
+#undef KUNROLL
 #undef CLAMP
 #undef BCAST
 }
@@ -215,7 +229,9 @@ PYCONV_ALWAYS_INLINE void pyconv_ukr_f64_rows(int64_t kc, const double *restrict
     enum { VL = PYCONV_VBYTES / 8 };
 #define BCAST PYCONV_BCAST_D
 #define CLAMP pyconv_clamp_double
+#define KUNROLL
     PYCONV_UKR_BODY
+#undef KUNROLL
 #undef CLAMP
 #undef BCAST
 }
@@ -264,8 +280,10 @@ static inline void pyconv_ukr_f64(int64_t kc, const double *A, int64_t lda, cons
 #define PYCONV_WIDE_MR1 12
 #define BCAST PYCONV_BCAST_F
 #define CLAMP pyconv_clamp_float
+#define KUNROLL
 PYCONV_UKR_NARROW(pyconv_ukr_f32_6x2, PYCONV_ROWS6, 6, 2)
 PYCONV_UKR_NARROW(pyconv_ukr_f32_12x1, PYCONV_ROWS12, 12, 1)
+#undef KUNROLL
 #undef CLAMP
 #undef BCAST
 #else

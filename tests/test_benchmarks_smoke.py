@@ -146,3 +146,17 @@ def test_winograd_set_phases_leaves_out_parts_and_restores_the_whole_call():
     with pytest.raises(ValueError, match="skip"):
         kernels.set_phases(8)
     assert kernels.set_phases(0) == 0
+
+
+@pytest.mark.parametrize("dtype_flag", [[], ["--float64"]])
+def test_ab_against_a_built_set(dtype_flag):
+    """benchmarks/ab.py --against: two built kernel sets (here the same one), no base
+    build; one line per shape, and no 'outputs differ' note for the same kernels."""
+    script = os.path.join(os.path.dirname(RUN), "ab.py")
+    proc = subprocess.run([sys.executable, script, "--set", "generic", "--against", "generic",
+                           *dtype_flag, "--shapes", "1x16x9:8k3p1", "2x8x13:16k1",
+                           "--budget", "0", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert len([line for line in proc.stdout.splitlines() if " ms  new/base " in line]) == 2
+    assert "differ" not in proc.stdout
