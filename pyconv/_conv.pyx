@@ -647,7 +647,7 @@ def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
     cdef floating flo = <floating>lo
     cdef floating fhi = <floating>hi
     # Plane blocks: about 8 units per thread over the batch (dynamic: FCN-16s' 21
-    # planes of one image in 7 units left a thread idle for a seventh of the pass),
+    # planes of one image in 7 units would split 4 | 3 on 2 threads),
     # whole images where the batch alone gives that many, and each pixel's run at
     # least 256 values (16 lines) long.
     cdef Py_ssize_t ob_min = max(1, (256 + kk - 1) // kk)
