@@ -29,7 +29,9 @@ Only a raw kernel entry is timed (no Python checks, no algorithm choice): ``conv
 with ``--kernel direct`` ``conv2d_direct`` on depthwise shapes (O = C, groups = C; preset
 ``depthwise``, MobileNetV2's),
 or with ``--kernel winograd`` / ``winograd2x2`` the Winograd convolution given the same
-transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed).
+transformed filter (3x3 stride-1 shapes; the filter transform itself is not timed),
+with ``--kernel winograd_weights`` / ``winograd2_weights`` that filter transform alone
+(C_out x C_in filters of the shape).
 ``--kernel avgpool`` compares the kernel set's ``avg_pool2d_forward`` (_pooling.pxi) on
 NxCxH:kK[sS][pP] shapes (count_include_pad, as PyTorch's default); a base from before
 the pooling kernels moved into the kernel sets is built as its ``pyconv._pool`` (one
@@ -141,6 +143,11 @@ def ab(base, new, shape, threads, pairs, rng, kernel="gemm", cold=False, dtype=n
         args = (s, s, p, p, 1, 1, c, -np.inf, np.inf, threads)
         calls = [lambda: base.conv2d_direct(x, w, b, y0, *args),
                  lambda: new.conv2d_direct(x, w, b, y1, *args)]
+    elif kernel.endswith("_weights"):   # the filter transform itself: U of (C_out, C_in, 3, 3)
+        npt = 36 if kernel == "winograd_weights" else 16
+        y0, y1 = (np.empty((npt, o, c), np.float32) for _ in range(2))
+        calls = [lambda: getattr(base, kernel)(w, y0, threads),
+                 lambda: getattr(new, kernel)(w, y1, threads)]
     else:
         m = 4 if kernel == "winograd" else 2
         # Each build transforms its own filter: the layout of U is the kernel set's own.
@@ -249,8 +256,10 @@ def main(argv=None):
                     help="NxCxH:OkK[sS][pP] shapes (--kernel avgpool: NxCxH:kK[sS][pP]) or "
                          "presets: " + ", ".join(PRESETS) + " (default resnet50; avgpool: pooling)")
     ap.add_argument("--kernel", default="gemm",
-                    choices=["gemm", "direct", "winograd", "winograd2x2", "avgpool"],
-                    help="the kernel to compare (default gemm; Winograd: 3x3 stride-1 shapes; "
+                    choices=["gemm", "direct", "winograd", "winograd2x2", "winograd_weights",
+                             "winograd2_weights", "avgpool"],
+                    help="the kernel to compare (default gemm; Winograd and its filter transforms: "
+                         "3x3 stride-1 shapes; "
                          "avgpool: the kernel set's average pooling, pool shapes, default preset pooling)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--float64", action="store_true",
@@ -273,7 +282,7 @@ def main(argv=None):
         sys.exit(f"--float64: --kernel gemm or direct only, not {opts.kernel}")
     default = ["depthwise" if opts.kernel == "direct" else "resnet50"]
     shapes = [s for name in opts.shapes or default for s in PRESETS.get(name, [name])]
-    if opts.kernel in ("winograd", "winograd2x2"):
+    if opts.kernel.startswith("winograd"):
         shapes = [s for s in shapes if parse_shape(s)[4:6] == (3, 1)] or sys.exit(
             f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes or ['resnet50']}")
     rng = np.random.default_rng(0)

@@ -148,13 +148,14 @@ def test_winograd_set_phases_leaves_out_parts_and_restores_the_whole_call():
     assert kernels.set_phases(0) == 0
 
 
-@pytest.mark.parametrize("dtype_flag", [[], ["--float64"]])
+@pytest.mark.parametrize("dtype_flag", [[], ["--float64"], ["--kernel", "winograd_weights"],
+                                        ["--kernel", "winograd2_weights"]])
 def test_ab_against_a_built_set(dtype_flag):
     """benchmarks/ab.py --against: two built kernel sets (here the same one), no base
     build; one line per shape, and no 'outputs differ' note for the same kernels."""
     script = os.path.join(os.path.dirname(RUN), "ab.py")
     proc = subprocess.run([sys.executable, script, "--set", "generic", "--against", "generic",
-                           *dtype_flag, "--shapes", "1x16x9:8k3p1", "2x8x13:16k1",
+                           *dtype_flag, "--shapes", "1x16x9:8k3p1", "2x8x13:16k3p1",
                            "--budget", "0", "--threads", "1"],
                           capture_output=True, text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
