@@ -288,3 +288,58 @@ def test_large_input_with_overlapping_windows_takes_the_phases(rng, monkeypatch)
     x, w, b = _layer(rng, 1, 32, (24, 24), 16, (4, 4), np.float32)
     assert_close(F.conv_transpose2d(x, w, b, 2, 1), ref.conv_transpose2d(x, w, b, 2, 1))
     assert not calls
+
+
+def _col2im_in_order(planes, y, kh, kw, sh, sw, ph, pw, dh, dw, taps_first):
+    """col2im's adds one term at a time, in planes' dtype: per output, its terms by tap
+    (u, v) then input pixel (taps_first: col2im_add's order) or by pixel then tap
+    (col2im_add_pixels'); the bits each kernel must give."""
+    y = y.copy()
+    n, c, oh, ow = y.shape
+    h, wd = planes.shape[2:]
+    taps = planes.reshape(n, c, kh, kw, h, wd)
+    order = [(u, v, ih, iw) for u in range(kh) for v in range(kw) for ih in range(h)
+             for iw in range(wd)]
+    if not taps_first:
+        order.sort(key=lambda t: (t[2], t[3], t[0], t[1]))
+    for u, v, ih, iw in order:
+        oy, ox = ih * sh - ph + u * dh, iw * sw - pw + v * dw
+        if 0 <= oy < oh and 0 <= ox < ow:
+            y[:, :, oy, ox] += taps[:, :, u, v, ih, iw]
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kh, kw, sh, sw, ph, pw, dh, dw, extra", [
+    (4, 4, 2, 2, 1, 1, 1, 1, 0),     # DCGAN's 4x4/2: the interleaved tap pairs
+    (3, 5, 2, 2, 0, 2, 1, 1, 1),     # an odd tap left after the pairs, output padding
+    (2, 3, 1, 2, 1, 0, 2, 1, 1),     # row dilation
+    (3, 3, 2, 2, 2, 2, 1, 2, 0),     # column dilation: the scalar path
+    (2, 2, 3, 3, 0, 1, 1, 1, 2),     # stride 3
+    (3, 4, 1, 1, 1, 2, 1, 1, 0)])    # stride 1: whole rows
+def test_col2im_kernels_bitwise_in_order(rng, dtype, kh, kw, sh, sw, ph, pw, dh, dw, extra):
+    """Both col2im kernels (cols by tap plane, W^T X; by pixel, X^T W) against the adds
+    one at a time: bitwise, NaN where NaN, any thread count."""
+    from pyconv import _conv
+    n, c, h, wd = 2, 3, 5, 7
+    oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + 1 + extra
+    ow = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + 1 + extra
+    y0 = random_array(rng, (n, c, oh, ow), dtype)
+    planes = random_array(rng, (n, c * kh * kw, h, wd), dtype)
+    planes[1, 4, 2, 3] = np.nan
+    pixels = np.ascontiguousarray(planes.reshape(n, c * kh * kw, h * wd).transpose(0, 2, 1)
+                                  ).reshape(n * h * wd, c * kh * kw)
+    args = (kh, kw, sh, sw, ph, pw, dh, dw, -np.inf, np.inf)
+
+    def by_planes(t):
+        y = y0.copy()
+        _conv.col2im_add(planes, y, *args, t)
+        return y
+
+    def by_pixels(t):
+        y = y0.copy()
+        _conv.col2im_add_pixels(pixels, y, h, wd, *args, t)
+        return y
+    for run, taps_first in ((by_planes, True), (by_pixels, False)):
+        expected = _col2im_in_order(planes, y0, *args[:8], taps_first)
+        np.testing.assert_array_equal(same_for_any_threads(run), expected)
