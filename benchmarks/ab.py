@@ -286,6 +286,7 @@ def main(argv=None):
         shapes = [s for s in shapes if parse_shape(s)[4:6] == (3, 1)] or sys.exit(
             f"--kernel {opts.kernel}: no 3x3 stride-1 shape among {opts.shapes or ['resnet50']}")
     rng = np.random.default_rng(0)
+    dtype = np.float64 if opts.float64 else np.float32
     with tempfile.TemporaryDirectory(prefix="pyconv-ab-") as workdir:
         if opts.against:
             base = _dispatch.load(opts.against)
@@ -303,7 +304,6 @@ def main(argv=None):
         for text in shapes if not opts.models else []:
             shape = parse_shape(text)
             t = time.perf_counter()
-            dtype = np.float64 if opts.float64 else np.float32
             ab(base, new, shape, opts.threads, 2, rng, opts.kernel, opts.cold, dtype)
             once = max((time.perf_counter() - t) / 10, 1e-5)
             pairs = int(min(max(opts.budget / (2 * once), 9), 401)) | 1

@@ -667,17 +667,6 @@ def col2im_add_pixels(const floating[:, ::1] cols, floating[:, :, :, ::1] y,
                 _clamp_plane(yp + (n * c_out + o) * oh_n * ow_n, oh_n * ow_n, flo, fhi)
 
 
-cdef inline Py_ssize_t _first_tap(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
-    """The first tap t >= 0 with start + t*d >= 0."""
-    return 0 if start >= 0 else (-start + d - 1) // d
-
-
-cdef inline Py_ssize_t _end_tap(Py_ssize_t start, Py_ssize_t d, Py_ssize_t k,
-                                Py_ssize_t size) noexcept nogil:
-    """One past the last tap t < k with start + t*d < size (<= _first_tap: none)."""
-    return 0 if start >= size else min(k, (size - 1 - start) // d + 1)
-
-
 cdef inline void _col2im_pixels_block(const floating* cp, floating* yp, Py_ssize_t n,
                                       Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t c_out,
                                       Py_ssize_t h, Py_ssize_t wd, Py_ssize_t kh, Py_ssize_t kw,
@@ -685,8 +674,8 @@ cdef inline void _col2im_pixels_block(const floating* cp, floating* yp, Py_ssize
                                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t oh_n,
                                       Py_ssize_t ow_n) noexcept nogil:
     """Image n's planes [o0, o1) of col2im_add_pixels, without the clamp: for each
-    pixel, the taps that land inside y found once (a contiguous range of u and of v),
-    then each plane's patch rows added -- a contiguous run when dw = 1."""
+    pixel, the taps that land inside y found once (tap_range: a contiguous range of u
+    and of v), then each plane's patch rows added -- a contiguous run when dw = 1."""
     cdef Py_ssize_t kk = kh * kw, plane = oh_n * ow_n
     cdef Py_ssize_t ih, iw, u, v, o, y0, x0, u_lo, u_hi, v_lo, v_hi
     cdef const floating* src
@@ -694,12 +683,10 @@ cdef inline void _col2im_pixels_block(const floating* cp, floating* yp, Py_ssize
     cdef floating* drow
     for ih in range(h):
         y0 = ih * sh - ph
-        u_lo = _first_tap(y0, dh)
-        u_hi = _end_tap(y0, dh, kh, oh_n)
+        tap_range(y0, dh, kh, oh_n, &u_lo, &u_hi)
         for iw in range(wd):
             x0 = iw * sw - pw
-            v_lo = _first_tap(x0, dw)
-            v_hi = _end_tap(x0, dw, kw, ow_n)
+            tap_range(x0, dw, kw, ow_n, &v_lo, &v_hi)
             if u_lo >= u_hi or v_lo >= v_hi:
                 continue
             src = cp + ((n * h + ih) * wd + iw) * c_out * kk
@@ -838,18 +825,19 @@ cdef inline void _transpose_tile(const floating* a, floating* out, Py_ssize_t ro
     at its edges), through a staging tile t[j][i]."""
     cdef floating t[TRANSPOSE_TILE * TRANSPOSE_TILE]
     cdef Py_ssize_t ni = min(TRANSPOSE_TILE, rows - i0), nj = min(TRANSPOSE_TILE, cols - j0)
-    cdef Py_ssize_t i, j
     cdef const floating* src = a + (b * rows + i0) * cols + j0
     cdef floating* dst = out + (b * cols + j0) * rows + i0
     if ni == TRANSPOSE_TILE and nj == TRANSPOSE_TILE:
         # A whole tile: literal bounds, which the compiler unrolls and vectorises.
-        for i in range(TRANSPOSE_TILE):
-            for j in range(TRANSPOSE_TILE):
-                t[j * TRANSPOSE_TILE + i] = src[i * cols + j]
-        for j in range(TRANSPOSE_TILE):
-            for i in range(TRANSPOSE_TILE):
-                dst[j * rows + i] = t[j * TRANSPOSE_TILE + i]
-        return
+        _staged(src, dst, t, TRANSPOSE_TILE, TRANSPOSE_TILE, rows, cols)
+    else:
+        _staged(src, dst, t, ni, nj, rows, cols)
+
+
+cdef inline void _staged(const floating* src, floating* dst, floating* t, Py_ssize_t ni,
+                         Py_ssize_t nj, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """dst[j*rows + i] = src[i*cols + j] for i < ni, j < nj, through t[j][i]."""
+    cdef Py_ssize_t i, j
     for i in range(ni):
         for j in range(nj):
             t[j * TRANSPOSE_TILE + i] = src[i * cols + j]
