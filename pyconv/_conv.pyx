@@ -695,8 +695,7 @@ cdef inline void _col2im_pixels_block(const floating* cp, floating* yp, Py_ssize
                     srow = src + o * kk + u * kw
                     drow = yp + (n * c_out + o) * plane + (y0 + u * dh) * ow_n + x0
                     if dw == 1:
-                        for v in range(v_lo, v_hi):
-                            drow[v] += srow[v]
+                        _add_row(drow, srow, v_lo, v_hi)
                     else:
                         for v in range(v_lo, v_hi):
                             drow[v * dw] += srow[v]
